@@ -1,0 +1,273 @@
+"""Typed run configuration: YAML files plus dotted command-line overrides.
+
+A config has five sections (env, agent, replay, train, log), each a frozen
+dataclass. `load_config(path, overrides)` reads YAML, applies `section.key=value`
+overrides, checks every key and type, and returns a `Config`. Unknown keys get a
+"did you mean" suggestion; wrong types name the key, the expected type and the
+value. Every error is a `ConfigError` (a `MjxmbrlError`), which the CLI prints
+as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import yaml
+
+from mjxmbrl.types import MjxmbrlError
+
+
+class ConfigError(MjxmbrlError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    name: str = "toy_reach"
+    impl: str = "jax"  # MJX backend for Playground tasks: "jax" (CPU/GPU) or "warp" (GPU)
+    num_envs: int = 8
+    # Episode length in simulator control steps (DM Control: 1000), independent of action repeat.
+    episode_length: Optional[int] = None  # None: the task's own default
+    action_repeat: int = 1
+    normalize_obs: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """Soft actor-critic (Haarnoja et al. 2018; Amos et al. 2021 Sec. 3, Table 3)."""
+
+    name: str = "sac"
+    hidden_sizes: Tuple[int, ...] = (256, 256)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    init_alpha: float = 0.1
+    discount: float = 0.99
+    tau: float = 0.005
+    num_critics: int = 2
+    batch_size: int = 512
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    reward_scale: float = 1.0
+    # Target entropy: "constant" uses target_entropy (None: -action_dim);
+    # "decay" follows Amos et al. Eq. 14 from target_entropy_init to target_entropy_final.
+    entropy_schedule: str = "constant"
+    target_entropy: Optional[float] = None
+    target_entropy_init: float = 0.0
+    target_entropy_final: float = -1.0
+    entropy_decay_beta: float = 1.0
+
+
+AGENT_CONFIGS: Dict[str, type] = {"sac": SACConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int = 1_000_000  # transitions, over all envs
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    total_env_steps: int = 100_000  # simulator control steps over all envs (action repeat counted)
+    warmup_env_steps: int = 5_000  # uniform random actions, no updates, before this many env steps
+    updates_per_step: int = 1  # gradient updates per vectorised env step (one step of all num_envs)
+    log_every: int = 5_000  # env steps per jitted chunk; metrics are logged once per chunk
+    eval_every: int = 10_000  # env steps; rounded up to a whole number of chunks
+    eval_episodes: int = 10
+    checkpoint_every: int = 50_000  # env steps; rounded up to a whole number of chunks
+    keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    runs_dir: str = "runs"
+    run_name: Optional[str] = None  # None: <timestamp>-<env>-<agent>-s<seed>
+    wandb: str = "offline"  # disabled | offline | online
+    wandb_project: str = "mjxmbrl"
+    wandb_entity: Optional[str] = None
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    env: EnvConfig = EnvConfig()
+    agent: Any = SACConfig()
+    replay: ReplayConfig = ReplayConfig()
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+
+SECTIONS: Dict[str, type] = {
+    "env": EnvConfig,
+    "replay": ReplayConfig,
+    "train": TrainConfig,
+    "log": LogConfig,
+}
+
+CHOICES: Dict[Tuple[str, str], Tuple[str, ...]] = {
+    ("env", "impl"): ("jax", "warp"),
+    ("agent", "entropy_schedule"): ("constant", "decay"),
+    ("log", "wandb"): ("disabled", "offline", "online"),
+}
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(options))})"
+
+
+def _coerce(where: str, hint: Any, value: Any) -> Any:
+    """Checks `value` against the type hint `hint`; converts only lossless cases."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(where, inner[0], value)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{where}[{i}]", args[0], v) for i, v in enumerate(value))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 1e5 in YAML is a float
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _build_section(section: str, cls: type, values: Dict[str, Any]) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"section '{section}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key '{section}.{key}'" + _suggest(key, names))
+        value = _coerce(f"{section}.{key}", hints[key], value)
+        choices = CHOICES.get((section, key))
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{section}.{key}: '{value}' is not one of {', '.join(choices)}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_ranges(cfg: Config) -> None:
+    positive = {
+        "env.num_envs": cfg.env.num_envs,
+        "env.action_repeat": cfg.env.action_repeat,
+        "replay.capacity": cfg.replay.capacity,
+        "train.total_env_steps": cfg.train.total_env_steps,
+        "train.log_every": cfg.train.log_every,
+        "train.eval_every": cfg.train.eval_every,
+        "train.eval_episodes": cfg.train.eval_episodes,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
+        "train.keep_checkpoints": cfg.train.keep_checkpoints,
+        "agent.batch_size": cfg.agent.batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if cfg.train.updates_per_step < 0 or cfg.train.warmup_env_steps < 0:
+        raise ConfigError("train.updates_per_step and train.warmup_env_steps must be >= 0")
+    if cfg.env.episode_length is not None and cfg.env.episode_length <= 0:
+        raise ConfigError(f"env.episode_length must be positive, got {cfg.env.episode_length}")
+    if cfg.replay.capacity < cfg.env.num_envs * 2:
+        raise ConfigError(f"replay.capacity ({cfg.replay.capacity}) must hold at least two steps of all {cfg.env.num_envs} envs")
+
+
+def config_from_dict(raw: Dict[str, Any]) -> Config:
+    """Builds and validates a Config from a nested dict (as read from YAML)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    valid = list(SECTIONS) + ["agent"]
+    for section in raw:
+        if section not in valid:
+            raise ConfigError(f"unknown config section '{section}'" + _suggest(section, valid))
+    built = {name: _build_section(name, cls, raw.get(name) or {}) for name, cls in SECTIONS.items()}
+    agent_raw = dict(raw.get("agent") or {})
+    agent_name = agent_raw.get("name", "sac")
+    if agent_name not in AGENT_CONFIGS:
+        raise ConfigError(f"unknown agent '{agent_name}'" + _suggest(str(agent_name), list(AGENT_CONFIGS)))
+    built["agent"] = _build_section("agent", AGENT_CONFIGS[agent_name], agent_raw)
+    cfg = Config(**built)
+    _check_ranges(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> Dict[str, Any]:
+    """Plain nested dict (tuples as lists) for YAML, JSON and W&B."""
+
+    def plain(x):
+        if isinstance(x, tuple):
+            return [plain(v) for v in x]
+        return x
+
+    return {
+        section: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
+        for section in ("env", "agent", "replay", "train", "log")
+    }
+
+
+def parse_override(text: str) -> Tuple[str, str, Any]:
+    """'section.key=value' -> (section, key, YAML-parsed value)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. train.seed=3")
+    path, raw_value = text.split("=", 1)
+    section, key = path.split(".", 1)
+    try:
+        value = yaml.safe_load(raw_value) if raw_value != "" else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': cannot parse value ({err.__class__.__name__})") from None
+    return section, key, value
+
+
+def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    raw = {k: dict(v or {}) for k, v in (raw or {}).items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        raw.setdefault(section, {})[key] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    return raw or {}
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> Config:
+    """Reads YAML at `path` (or the defaults), applies overrides, validates."""
+    raw = read_yaml(path) if path is not None else {}
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
