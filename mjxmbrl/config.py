@@ -121,6 +121,13 @@ def _suggest(word: str, options: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(options))})"
 
 
+def _parse_number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _coerce(where: str, hint: Any, value: Any) -> Any:
     """Checks `value` against the type hint `hint`; converts only lossless cases."""
     origin = typing.get_origin(hint)
@@ -134,6 +141,8 @@ def _coerce(where: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(f"{where}[{i}]", args[0], v) for i, v in enumerate(value))
+    if hint in (int, float) and isinstance(value, str):
+        value = _parse_number(value)  # PyYAML reads '1e5' (no dot) as a string
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -1,0 +1,91 @@
+"""Flax linen networks shared by the learners: MLP, tanh-Gaussian actor head, critic ensemble."""
+
+from typing import Callable, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+    """Dense -> [LayerNorm] -> activation for each hidden size, then a linear output layer.
+
+    x [..., D] -> [..., out_size].
+    """
+
+    hidden_sizes: Sequence[int]
+    out_size: int
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for size in self.hidden_sizes:
+            x = nn.Dense(size)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = self.activation(x)
+        return nn.Dense(self.out_size)(x)
+
+
+def squash_log_std(raw: jax.Array, log_std_min: float, log_std_max: float) -> jax.Array:
+    """Maps raw outputs smoothly onto (log_std_min, log_std_max) with a rescaled tanh.
+
+    A hard clip would zero the gradient outside the bounds; tanh keeps it alive.
+    """
+    return log_std_min + 0.5 * (log_std_max - log_std_min) * (jnp.tanh(raw) + 1.0)
+
+
+class GaussianActor(nn.Module):
+    """obs [..., D] -> (pre-tanh mean [..., A], log_std [..., A] in (log_std_min, log_std_max))."""
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> Tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation, self.layer_norm)(obs)
+        mean, raw_log_std = jnp.split(out, 2, axis=-1)
+        return mean, squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
+
+
+class Critic(nn.Module):
+    """Q(s, a): (obs [..., D], action [..., A]) -> [...]."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        return MLP(self.hidden_sizes, 1, self.activation, self.layer_norm)(x)[..., 0]
+
+
+class CriticEnsemble(nn.Module):
+    """`num_critics` independent critics: (obs [..., D], action [..., A]) -> Q [num_critics, ...].
+
+    `nn.vmap` stacks each member's parameters on a leading axis and splits the init RNG,
+    so members start from different weights and run as one batched matmul.
+    """
+
+    num_critics: int = 2
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            Critic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_critics,
+        )
+        return ensemble(self.hidden_sizes, self.activation, self.layer_norm, name="members")(obs, action)

@@ -1,0 +1,207 @@
+"""Soft actor-critic (Haarnoja et al. 2018) as in Amos et al. 2021, Sec. 3.2 and App. A.
+
+One `update` does, on a batch of transitions:
+  1. critic: soft Bellman residual against a Polyak-averaged target ensemble (Eq. 4-6),
+     min over members (double Q);
+  2. actor: `alpha * log pi(a|s) - min_i Q_i(s, a)`, a ~ pi reparameterised (Eq. 7),
+     against the just-updated critic;
+  3. temperature: `-log_alpha * (log pi + H_target)` (Eq. 8 in log-alpha form), with the
+     target entropy constant or decayed over training (App. A.1, Eq. 14);
+  4. target critic: `theta_targ <- theta_targ + tau (theta - theta_targ)`.
+"""
+
+from typing import Any, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from mjxmbrl.config import SACConfig
+from mjxmbrl.learners.base import Learner
+from mjxmbrl.learners.distributions import sample_tanh_gaussian, tanh_gaussian_mode
+from mjxmbrl.learners.networks import CriticEnsemble, GaussianActor
+from mjxmbrl.types import Metrics, MjxmbrlError, Params, PRNGKey, Transition
+
+ENTROPY_SCHEDULES = ("constant", "decay")
+
+
+@flax.struct.dataclass
+class SACState:
+    actor_params: Params
+    critic_params: Params  # each leaf stacked over critics: [num_critics, ...]
+    target_critic_params: Params
+    log_alpha: jax.Array  # [] float32
+    actor_opt_state: Any
+    critic_opt_state: Any
+    alpha_opt_state: Any
+
+
+def target_entropy_at(cfg: SACConfig, action_size: int, total_env_steps: int, env_steps: Any) -> jax.Array:
+    """Target entropy H_t at `env_steps` (float32 scalar).
+
+    "constant": `cfg.target_entropy`, or `-action_size` when None (Haarnoja et al. 2018).
+    "decay": Amos et al. Eq. 14, `H_t = (H_init - H_final) (1 - t/T)^beta + H_final`
+    with t = env_steps clipped to [0, T] and T = total_env_steps.
+    """
+    if cfg.entropy_schedule == "constant":
+        value = -float(action_size) if cfg.target_entropy is None else float(cfg.target_entropy)
+        return jnp.asarray(value, jnp.float32)
+    if cfg.entropy_schedule == "decay":
+        horizon = float(max(total_env_steps, 1))
+        t = jnp.clip(jnp.asarray(env_steps, jnp.float32), 0.0, horizon)
+        # Clipped again because XLA may turn t / T into t * (1 / T), which can leave 1 - t/T a hair
+        # below 0 at t = T, and a negative base to a fractional beta is NaN.
+        remaining = jnp.clip(1.0 - t / horizon, 0.0, 1.0) ** cfg.entropy_decay_beta
+        h_init, h_final = cfg.target_entropy_init, cfg.target_entropy_final
+        return jnp.asarray((h_init - h_final) * remaining + h_final, jnp.float32)
+    raise MjxmbrlError(
+        f"agent.entropy_schedule: '{cfg.entropy_schedule}' is not one of {', '.join(ENTROPY_SCHEDULES)}"
+    )
+
+
+def soft_td_target(
+    reward: jax.Array,
+    terminated: jax.Array,
+    next_q: jax.Array,
+    next_log_prob: jax.Array,
+    alpha: jax.Array,
+    discount: float,
+    reward_scale: float = 1.0,
+) -> jax.Array:
+    """Soft one-step critic target (Amos et al. Eq. 5-6 with double Q).
+
+    `reward_scale * r + discount * (1 - terminated) * (min_i next_q_i - alpha * next_log_prob)`.
+    reward, terminated, next_log_prob: [B]; next_q: [num_critics, B] target-critic values
+    at (s', a'), a' ~ pi(s'). Only true terminations cut the bootstrap: a time-limit
+    truncation is not an end of the task, so it is deliberately not an argument.
+    """
+    next_value = jnp.min(next_q, axis=0) - alpha * next_log_prob
+    return reward_scale * reward + discount * (1.0 - terminated) * next_value
+
+
+def polyak_update(target: Params, online: Params, tau: float) -> Params:
+    """Moves every target leaf a fraction tau toward the online leaf: `t + tau (o - t)`."""
+    return jax.tree_util.tree_map(lambda t, o: t + tau * (o - t), target, online)
+
+
+def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: int) -> Learner:
+    """Builds the SAC learner (see `Learner` in learners/base.py for the signatures)."""
+    if cfg.entropy_schedule not in ENTROPY_SCHEDULES:
+        raise MjxmbrlError(
+            f"agent.entropy_schedule: '{cfg.entropy_schedule}' is not one of {', '.join(ENTROPY_SCHEDULES)}"
+        )
+    if cfg.num_critics < 1:
+        raise MjxmbrlError(f"agent.num_critics must be >= 1, got {cfg.num_critics}")
+    if cfg.init_alpha <= 0:
+        raise MjxmbrlError(f"agent.init_alpha must be positive, got {cfg.init_alpha}")
+
+    hidden = tuple(cfg.hidden_sizes)
+    actor = GaussianActor(action_size, hidden, cfg.log_std_min, cfg.log_std_max)
+    critic = CriticEnsemble(cfg.num_critics, hidden)
+    actor_opt = optax.adam(cfg.actor_lr)
+    critic_opt = optax.adam(cfg.critic_lr)
+    alpha_opt = optax.adam(cfg.alpha_lr)
+
+    def init(key: PRNGKey) -> SACState:
+        actor_key, critic_key = jax.random.split(key)
+        obs = jnp.zeros((1, obs_size), jnp.float32)
+        action = jnp.zeros((1, action_size), jnp.float32)
+        actor_params = actor.init(actor_key, obs)
+        critic_params = critic.init(critic_key, obs, action)
+        log_alpha = jnp.asarray(jnp.log(cfg.init_alpha), jnp.float32)
+        return SACState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            # A copy, not an alias: a donated state must not hold one buffer twice.
+            target_critic_params=jax.tree_util.tree_map(jnp.copy, critic_params),
+            log_alpha=log_alpha,
+            actor_opt_state=actor_opt.init(actor_params),
+            critic_opt_state=critic_opt.init(critic_params),
+            alpha_opt_state=alpha_opt.init(log_alpha),
+        )
+
+    def update(key: PRNGKey, state: SACState, batch: Transition, env_steps: Any) -> Tuple[SACState, Metrics]:
+        """One SAC step on `batch` (leaves [B, ...], obs normalised); env_steps drives H_target.
+
+        Metrics are scalars; `learner/alpha` is the temperature used in this step's losses.
+        """
+        next_action_key, actor_key = jax.random.split(key)
+        alpha = jnp.exp(state.log_alpha)
+        target_entropy = target_entropy_at(cfg, action_size, total_env_steps, env_steps)
+
+        # One next-action sample serves every critic member's target.
+        next_mean, next_log_std = actor.apply(state.actor_params, batch.next_obs)
+        next_action, next_log_prob = sample_tanh_gaussian(next_action_key, next_mean, next_log_std)
+        next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)
+        target = soft_td_target(
+            batch.reward, batch.terminated, next_q, next_log_prob, alpha, cfg.discount, cfg.reward_scale
+        )
+        target = jax.lax.stop_gradient(target)
+
+        def critic_loss_fn(critic_params):
+            q = critic.apply(critic_params, batch.obs, batch.action)  # [num_critics, B]
+            return jnp.mean(jnp.square(q - target[None])), q
+
+        (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
+        critic_updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state)
+        critic_params = optax.apply_updates(state.critic_params, critic_updates)
+
+        # The critic enters only as a closure constant: the actor loss moves actor params alone.
+        def actor_loss_fn(actor_params):
+            mean, log_std = actor.apply(actor_params, batch.obs)
+            action, log_prob = sample_tanh_gaussian(actor_key, mean, log_std)
+            q_pi = jnp.min(critic.apply(critic_params, batch.obs, action), axis=0)
+            return jnp.mean(alpha * log_prob - q_pi), log_prob
+
+        (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor_params)
+        actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
+        actor_params = optax.apply_updates(state.actor_params, actor_updates)
+
+        # Eq. 8 with alpha = exp(log_alpha): entropy above target -> positive gradient -> alpha shrinks.
+        entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
+        alpha_loss, alpha_grad = jax.value_and_grad(lambda la: -la * entropy_gap)(state.log_alpha)
+        alpha_updates, alpha_opt_state = alpha_opt.update(alpha_grad, state.alpha_opt_state)
+        log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
+
+        new_state = SACState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=polyak_update(state.target_critic_params, critic_params, cfg.tau),
+            log_alpha=log_alpha,
+            actor_opt_state=actor_opt_state,
+            critic_opt_state=critic_opt_state,
+            alpha_opt_state=alpha_opt_state,
+        )
+        metrics = {
+            "learner/critic_loss": critic_loss,
+            "learner/actor_loss": actor_loss,
+            "learner/alpha_loss": alpha_loss,
+            "learner/alpha": alpha,
+            "learner/entropy": -jnp.mean(log_prob),
+            "learner/target_entropy": target_entropy,
+            "learner/q_mean": jnp.mean(q),
+        }
+        return new_state, metrics
+
+    def policy_params(state: SACState) -> Params:
+        return state.actor_params
+
+    def policy(params: Params, obs: jax.Array, key: PRNGKey, deterministic: Any = False) -> jax.Array:
+        """obs [..., D] -> action [..., A] in [-1, 1]; `deterministic` may be a bool or a traced bool."""
+        mean, log_std = actor.apply(params, obs)
+        if isinstance(deterministic, bool):
+            if deterministic:
+                return tanh_gaussian_mode(mean)
+            return sample_tanh_gaussian(key, mean, log_std)[0]
+        sampled = sample_tanh_gaussian(key, mean, log_std)[0]
+        return jnp.where(deterministic, tanh_gaussian_mode(mean), sampled)
+
+    def value(state: SACState, obs: jax.Array, key: PRNGKey) -> jax.Array:
+        """Soft state value `min_i Q_i(s, a) - alpha log pi(a|s)`, a ~ pi (Eq. 6, one sample): [...]."""
+        mean, log_std = actor.apply(state.actor_params, obs)
+        action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+        q = jnp.min(critic.apply(state.critic_params, obs, action), axis=0)
+        return q - jnp.exp(state.log_alpha) * log_prob
+
+    return Learner(init=init, update=update, policy_params=policy_params, policy=policy, value=value)

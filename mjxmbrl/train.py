@@ -1,0 +1,251 @@
+"""The collect-and-learn pipeline: build components, one jitted train step, the host loop.
+
+`build(cfg)` binds every component to its sub-config; `init_state` makes the
+`TrainState`, the whole truth of a run; `make_train_chunk` scans `train_step`
+over a chunk inside one `jit` with the state donated; `run` is the host loop
+that evaluates, logs and checkpoints between chunks.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from mjxmbrl.config import Config
+from mjxmbrl.envs import RunningStats, init_stats, make_vector_env, normalize, update_stats
+from mjxmbrl.evaluate import make_evaluator
+from mjxmbrl.learners import make_learner
+from mjxmbrl.learners.base import Learner
+from mjxmbrl.replay import ReplayState, make_replay
+from mjxmbrl.types import Metrics, Transition
+
+# Incremented at trace time only: a count above one per shape means recompilation.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue bit for bit: save it, restore it, go on."""
+
+    key: jax.Array  # raw uint32 PRNG key [2]
+    env_state: Any  # batched env State, leading axis num_envs
+    obs_stats: RunningStats
+    replay: ReplayState
+    learner: Any
+    episode_return: jax.Array  # [num_envs] return of each env's running episode
+    env_steps: jax.Array  # int32: simulator control steps over all envs (action repeat counted)
+    train_steps: jax.Array  # int32: vectorised env steps taken
+    updates: jax.Array  # int32: gradient updates taken
+
+
+class Components(NamedTuple):
+    cfg: Config
+    env: Any  # VectorEnv
+    replay: Any  # Replay
+    learner: Learner
+    evaluate: Any  # jitted (key, policy_params, obs_stats) -> EvalResult
+
+    @property
+    def env_steps_per_train_step(self) -> int:
+        return self.cfg.env.num_envs * self.cfg.env.action_repeat
+
+
+def build(cfg: Config) -> Components:
+    """Binds env, replay, learner and evaluator to their sub-configs."""
+    env = make_vector_env(
+        cfg.env.name,
+        num_envs=cfg.env.num_envs,
+        impl=cfg.env.impl,
+        episode_length=cfg.env.episode_length,
+        action_repeat=cfg.env.action_repeat,
+        auto_reset=True,
+    )
+    replay = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size)
+    learner = make_learner(cfg.agent, env.observation_size, env.action_size, cfg.train.total_env_steps)
+    evaluate = make_evaluator(cfg.env, learner, cfg.train.eval_episodes)
+    return Components(cfg, env, replay, learner, evaluate)
+
+
+def init_state(components: Components) -> TrainState:
+    cfg = components.cfg
+    key = jax.random.PRNGKey(cfg.train.seed)
+    key, env_key, learner_key = jax.random.split(key, 3)
+    env_state = components.env.reset(env_key)
+    return TrainState(
+        key=key,
+        env_state=env_state,
+        obs_stats=init_stats(components.env.observation_size),
+        replay=components.replay.init(),
+        learner=components.learner.init(learner_key),
+        episode_return=jnp.zeros((cfg.env.num_envs,), jnp.float32),
+        env_steps=jnp.zeros((), jnp.int32),
+        train_steps=jnp.zeros((), jnp.int32),
+        updates=jnp.zeros((), jnp.int32),
+    )
+
+
+def _maybe_normalize(normalize_obs: bool, stats: RunningStats, obs: jax.Array) -> jax.Array:
+    return normalize(stats, obs) if normalize_obs else obs
+
+
+def make_train_step(components: Components):
+    """train_step(ts) -> (ts, metrics): act in all envs, insert, K learner updates.
+
+    Before `warmup_env_steps` actions are uniform and no update runs; updates
+    also wait until the buffer holds one batch.
+    """
+    cfg = components.cfg
+    env, replay, learner = components.env, components.replay, components.learner
+    num_updates = cfg.train.updates_per_step
+    batch_size = cfg.agent.batch_size
+    norm = cfg.env.normalize_obs
+    steps_per_call = components.env_steps_per_train_step
+
+    def learn(key, learner_state, replay_state, obs_stats, env_steps):
+        def one_update(learner_state, update_key):
+            sample_key, update_key = jax.random.split(update_key)
+            batch = replay.sample(sample_key, replay_state, batch_size)
+            batch = batch._replace(
+                obs=_maybe_normalize(norm, obs_stats, batch.obs),
+                next_obs=_maybe_normalize(norm, obs_stats, batch.next_obs),
+            )
+            return learner.update(update_key, learner_state, batch, env_steps)
+
+        learner_state, metrics = jax.lax.scan(one_update, learner_state, jax.random.split(key, num_updates))
+        return learner_state, jax.tree.map(jnp.mean, metrics)
+
+    def train_step(ts: TrainState, _=None):
+        key, act_key, explore_key, learn_key = jax.random.split(ts.key, 4)
+        obs = ts.env_state.obs
+        policy_action = learner.policy(
+            learner.policy_params(ts.learner), _maybe_normalize(norm, ts.obs_stats, obs), act_key, False
+        )
+        random_action = jax.random.uniform(explore_key, policy_action.shape, minval=-1.0, maxval=1.0)
+        action = jnp.where(ts.env_steps < cfg.train.warmup_env_steps, random_action, policy_action)
+
+        env_state = env.step(ts.env_state, action)
+        info = env_state.info
+        transition = Transition(
+            obs=obs,
+            action=action,
+            reward=env_state.reward,
+            next_obs=info["final_obs"],
+            terminated=info["terminated"],
+            truncated=info["truncated"],
+        )
+        replay_state = replay.insert(ts.replay, transition)
+        obs_stats = update_stats(ts.obs_stats, obs) if norm else ts.obs_stats
+        env_steps = ts.env_steps + steps_per_call
+
+        episode_return = ts.episode_return + env_state.reward
+        done = env_state.done
+        finished_returns = jnp.sum(done * episode_return)
+        finished_count = jnp.sum(done)
+        episode_return = episode_return * (1.0 - done)
+
+        stored = replay_state.size * cfg.env.num_envs
+        can_learn = (num_updates > 0) & (env_steps >= cfg.train.warmup_env_steps) & (stored >= batch_size)
+        if num_updates > 0:
+            learner_metric_shapes = jax.eval_shape(
+                learn, learn_key, ts.learner, replay_state, obs_stats, env_steps
+            )[1]
+            learner_state, learner_metrics = jax.lax.cond(
+                can_learn,
+                learn,
+                lambda k, s, *_: (s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), learner_metric_shapes)),
+                learn_key,
+                ts.learner,
+                replay_state,
+                obs_stats,
+                env_steps,
+            )
+        else:
+            learner_state, learner_metrics = ts.learner, {}
+
+        ts = ts.replace(
+            key=key,
+            env_state=env_state,
+            obs_stats=obs_stats,
+            replay=replay_state,
+            learner=learner_state,
+            episode_return=episode_return,
+            env_steps=env_steps,
+            train_steps=ts.train_steps + 1,
+            updates=ts.updates + can_learn.astype(jnp.int32) * num_updates,
+        )
+        metrics = {
+            "train/reward": jnp.mean(env_state.reward),
+            "train/episode_return_sum": finished_returns,
+            "train/episodes": finished_count,
+            "train/learning": can_learn.astype(jnp.float32),
+            **learner_metrics,
+        }
+        return ts, metrics
+
+    return train_step
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_train_chunk(components: Components, num_steps: int):
+    """Jitted `chunk(ts) -> (ts, metrics)`: `num_steps` train steps in one `lax.scan`.
+
+    The state is donated, so its buffers (the replay above all) are updated in
+    place. Metrics are stacked per step [num_steps]; `train/params_finite`
+    checks the learner state once at the end of the chunk.
+    """
+    train_step = make_train_step(components)
+
+    def chunk(ts: TrainState):
+        TRACE_COUNTS["train_chunk"] += 1
+        ts, metrics = jax.lax.scan(train_step, ts, None, length=num_steps)
+        metrics["train/params_finite"] = jnp.broadcast_to(_all_finite(ts.learner), (num_steps,))
+        return ts, metrics
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def summarize_chunk(metrics: Metrics) -> dict:
+    """Host-side reduction of one chunk's stacked metrics to one log row."""
+    m = {k: np.asarray(v) for k, v in metrics.items()}
+    row = {"train/reward": float(m["train/reward"].mean())}
+    episodes = float(m["train/episodes"].sum())
+    if episodes > 0:
+        row["train/episode_return"] = float(m["train/episode_return_sum"].sum() / episodes)
+    learning = m["train/learning"]
+    for key, values in m.items():
+        if key.startswith("learner/") and learning.sum() > 0:
+            row[key] = float((values * learning).sum() / learning.sum())
+    row["train/params_finite"] = bool(m["train/params_finite"].all())
+    return row
+
+
+def chunk_plan(cfg: Config) -> dict:
+    """Sizes of the host loop, all in whole chunks so resume points line up."""
+    per_step = cfg.env.num_envs * cfg.env.action_repeat
+    steps_per_chunk = max(1, math.ceil(cfg.train.log_every / per_step))
+    chunk_env_steps = steps_per_chunk * per_step
+    total_chunks = max(1, math.ceil(cfg.train.total_env_steps / chunk_env_steps))
+    return {
+        "steps_per_chunk": steps_per_chunk,
+        "chunk_env_steps": chunk_env_steps,
+        "total_chunks": total_chunks,
+        "eval_every_chunks": max(1, math.ceil(cfg.train.eval_every / chunk_env_steps)),
+        "checkpoint_every_chunks": max(1, math.ceil(cfg.train.checkpoint_every / chunk_env_steps)),
+    }
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start

@@ -1,0 +1,175 @@
+"""The CLI through a subprocess: smoke runs and every bad input of the foundation issue.
+
+Each bad input must give one `error:` line on stderr, a non-zero exit, and
+leave what was already written untouched.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "train.total_env_steps=1600",
+    "train.warmup_env_steps=400",
+    "train.log_every=400",
+    "train.eval_every=800",
+    "train.checkpoint_every=400",
+    "train.eval_episodes=2",
+    "log.progress=false",
+]
+
+
+def cli(*args, timeout=300, env_extra=None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "mjxmbrl.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+    )
+
+
+def error_line(proc):
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def snapshot(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    proc = cli("train", "configs/debug.yaml", *TINY, f"log.runs_dir={runs}", "log.run_name=smoke", "log.wandb=offline")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return runs / "smoke"
+
+
+def test_train_smoke_writes_the_run_directory(finished_run):
+    run = finished_run
+    for name in ["config.yaml", "metrics.jsonl", "summary.json", "learning_curve.png"]:
+        assert (run / name).is_file(), name
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("env_steps" in r for r in rows)
+    assert [r["env_steps"] for r in rows] == [400, 800, 1200, 1600]
+    assert sum("eval/return" in r for r in rows) == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 1600 and summary["finished"]
+    assert list((run / "checkpoints").iterdir())
+    assert list((run / "wandb").glob("offline-run-*")), "W&B offline run missing"
+
+
+def test_eval_command(finished_run):
+    proc = cli("eval", finished_run, "--episodes", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert len(result["returns"]) == 3 and result["source"] == "policy export"
+
+
+def test_list_and_plot(finished_run, tmp_path):
+    proc = cli("list", "envs")
+    assert proc.returncode == 0
+    assert "CartpoleSwingup" in proc.stdout and "halfcheetah" in proc.stdout and "toy_reach" in proc.stdout
+    assert cli("list", "agents").stdout.startswith("sac")
+    out = tmp_path / "curves.png"
+    proc = cli("plot", finished_run, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 1000
+
+
+def test_bench_quick(tmp_path):
+    out = tmp_path / "bench.md"
+    proc = cli("bench", "sac", "--quick", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ratio chunk / (env alone + updates alone)" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train.total_env_step=10"], "did you mean 'total_env_steps'"),
+        (["train.seed=abc"], "train.seed: expected int"),
+        (["env.name=CartpoleSwingupp"], "unknown env 'CartpoleSwingupp'"),
+        (["agent.name=sacc"], "unknown agent 'sacc'"),
+        (["configs/nope.yaml"], "config file not found"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, args, message):
+    proc = cli("train", *args, f"log.runs_dir={tmp_path}")
+    assert proc.returncode == 1
+    assert message in error_line(proc)
+    assert not any(tmp_path.iterdir()), "a failed start must not leave a run directory behind"
+
+
+def test_existing_run_dir_is_never_overwritten(finished_run):
+    before = snapshot(finished_run)
+    proc = cli("train", "configs/debug.yaml", *TINY, f"log.runs_dir={finished_run.parent}", "log.run_name=smoke")
+    assert proc.returncode == 1
+    assert "already exists" in error_line(proc) and "--resume" in error_line(proc)
+    assert snapshot(finished_run) == before
+
+
+def test_resume_without_checkpoint(tmp_path, finished_run):
+    run = tmp_path / "nock"
+    run.mkdir()
+    (run / "config.yaml").write_text((finished_run / "config.yaml").read_text())
+    proc = cli("train", "--resume", run)
+    assert proc.returncode == 1 and "no checkpoint" in error_line(proc)
+    proc = cli("train", "--resume", tmp_path / "missing")
+    assert proc.returncode == 1 and "not a run directory" in error_line(proc)
+
+
+def test_resume_with_corrupt_checkpoint(tmp_path, finished_run):
+    run = tmp_path / "corrupt"
+    run.mkdir()
+    for name in ["config.yaml", "metrics.jsonl"]:
+        (run / name).write_bytes((finished_run / name).read_bytes())
+    step_dir = run / "checkpoints" / "1600"
+    step_dir.mkdir(parents=True)
+    (step_dir / "garbage").write_bytes(b"\x00not a checkpoint")
+    before = snapshot(run)
+    proc = cli("train", "--resume", run)
+    assert proc.returncode == 1
+    assert "checkpoint" in error_line(proc)
+    assert snapshot(run) == before
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # A huge reward scale overflows the critic target as soon as learning starts.
+    proc = cli(
+        "train", "configs/debug.yaml", *TINY, "agent.reward_scale=1e38", f"log.runs_dir={tmp_path}", "log.run_name=nan", "log.wandb=disabled"
+    )
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "non-finite" in line and "learner/" in line and "last good checkpoint (env step 400)" in line
+    steps = sorted(int(p.name) for p in (tmp_path / "nan" / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [400]
+    rows = [json.loads(l) for l in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and rows[0]["env_steps"] == 400
+
+
+def test_ctrl_c_saves_a_complete_checkpoint_and_exits_130(tmp_path):
+    args = ["configs/debug.yaml", "train.total_env_steps=400000", "train.log_every=400", "train.checkpoint_every=400000",
+            "train.eval_every=400000", "log.progress=false", "log.wandb=disabled", f"log.runs_dir={tmp_path}", "log.run_name=int"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "mjxmbrl.cli", "train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "int" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted at env step" in err and "--resume" in err
+    steps = [int(p.name) for p in (tmp_path / "int" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(steps) == 1 and steps[0] % 400 == 0
+    rows = metrics.read_text().splitlines()
+    assert json.loads(rows[-1])["env_steps"] == steps[0]

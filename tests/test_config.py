@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from mjxmbrl.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_shipped_config_loads():
+    paths = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert paths, "no configs shipped"
+    for path in paths:
+        load_config(path)
+
+
+def test_overrides_are_typed_and_applied():
+    cfg = load_config(ROOT / "configs/debug.yaml", ["train.seed=7", "agent.hidden_sizes=[8,8]", "train.total_env_steps=1e4"])
+    assert cfg.train.seed == 7
+    assert cfg.agent.hidden_sizes == (8, 8)
+    assert cfg.train.total_env_steps == 10_000 and isinstance(cfg.train.total_env_steps, int)
+    assert cfg.env.name == "toy_reach"  # from the file
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.total_env_step'.*did you mean 'total_env_steps'"):
+        load_config(None, ["train.total_env_step=10"])
+
+
+def test_unknown_section_suggests_closest():
+    with pytest.raises(ConfigError, match=r"unknown config section 'trian'.*'train'"):
+        config_from_dict({"trian": {}})
+
+
+def test_wrong_type_names_key_and_type():
+    with pytest.raises(ConfigError, match=r"train.seed: expected int, got 'abc'"):
+        load_config(None, ["train.seed=abc"])
+    with pytest.raises(ConfigError, match=r"train.seed: expected int, got 1.5"):
+        load_config(None, ["train.seed=1.5"])
+    with pytest.raises(ConfigError, match=r"env.normalize_obs: expected bool"):
+        load_config(None, ["env.normalize_obs=3"])
+
+
+def test_choices_and_ranges():
+    with pytest.raises(ConfigError, match="log.wandb: 'cloud' is not one of disabled, offline, online"):
+        load_config(None, ["log.wandb=cloud"])
+    with pytest.raises(ConfigError, match="env.num_envs must be positive"):
+        load_config(None, ["env.num_envs=0"])
+
+
+def test_unknown_agent_lists_valid():
+    with pytest.raises(ConfigError, match=r"unknown agent 'sacc'.*did you mean 'sac'"):
+        load_config(None, ["agent.name=sacc"])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(None, ["seed=3"])
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    cfg = load_config(ROOT / "configs/sac/cartpole_swingup.yaml", ["train.seed=4"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg
+    assert config_to_dict(again)["agent"]["hidden_sizes"] == [256, 256]
