@@ -27,7 +27,7 @@ from mjxmbrl.train import build, init_state, make_train_chunk, timed
 def bench_config(quick: bool) -> Config:
     if quick:
         return Config(
-            env=EnvConfig(name="CartpoleSwingup", num_envs=8),
+            env=EnvConfig(name="toy_reach", num_envs=8),
             agent=SACConfig(hidden_sizes=(32, 32), batch_size=64),
             replay=ReplayConfig(capacity=20_000),
             train=TrainConfig(total_env_steps=2_048, warmup_env_steps=0, updates_per_step=2, log_every=512, eval_episodes=2),

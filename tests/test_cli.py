@@ -142,13 +142,15 @@ def test_resume_with_corrupt_checkpoint(tmp_path, finished_run):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    # A huge reward scale overflows the critic target as soon as learning starts.
+    # A huge reward scale overflows the critic target as soon as learning starts (the
+    # second chunk); the first chunk's checkpoint must survive.
     proc = cli(
-        "train", "configs/debug.yaml", *TINY, "agent.reward_scale=1e38", f"log.runs_dir={tmp_path}", "log.run_name=nan", "log.wandb=disabled"
+        "train", "configs/debug.yaml", *TINY, "train.warmup_env_steps=800", "agent.reward_scale=1e38", f"log.runs_dir={tmp_path}", "log.run_name=nan", "log.wandb=disabled"
     )
     assert proc.returncode == 1
     line = error_line(proc)
-    assert "non-finite" in line and "learner/" in line and "last good checkpoint (env step 400)" in line
+    assert "non-finite learner/critic_loss" in line and "at env step 800" in line
+    assert "last good checkpoint (env step 400)" in line
     steps = sorted(int(p.name) for p in (tmp_path / "nan" / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [400]
     rows = [json.loads(l) for l in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]

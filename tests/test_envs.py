@@ -125,7 +125,7 @@ def test_brax_env_builds_resets_and_steps():
 
 
 def _rollout(env, key, actions):
-    """Resets env with key and applies actions [T, N, A]; returns the stacked States [T, N]."""
+    """Resets env with key, applies actions [T, N, A]; returns (initial State [N], States [T, N])."""
 
     def run(key, actions):
         state = env.reset(key)

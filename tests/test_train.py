@@ -80,7 +80,8 @@ def test_resume_is_bit_exact(tmp_path, normalize_obs):
 
 
 def test_chunk_is_traced_once_per_shape(tmp_path):
-    cfg = load_config(ROOT / "configs/debug.yaml", QUIET + ["train.warmup_env_steps=0"])
+    # batch 8 <= one step of the 8 envs, so every step learns.
+    cfg = load_config(ROOT / "configs/debug.yaml", QUIET + ["train.warmup_env_steps=0", "agent.batch_size=8"])
     components = build(cfg)
     chunk = make_train_chunk(components, 4)
     ts = init_state(components)
