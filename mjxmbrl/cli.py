@@ -124,6 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except MjxmbrlError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 1)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("error: aborted by a second Ctrl-C; the last complete checkpoint is kept", file=sys.stderr)
         return 130

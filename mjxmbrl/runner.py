@@ -20,7 +20,7 @@ import numpy as np
 
 from mjxmbrl.checkpoint import Checkpointer, export_policy
 from mjxmbrl.config import Config, config_from_dict, config_to_dict, read_yaml, save_config
-from mjxmbrl.logging import MetricsWriter, Progress, WandbLogger, read_metrics, rewrite_metrics
+from mjxmbrl.logging import MetricsWriter, RunLogger, read_metrics, rewrite_metrics
 from mjxmbrl.plotting import plot_learning_curve
 from mjxmbrl.train import build, chunk_plan, init_state, make_train_chunk, summarize_chunk
 from mjxmbrl.types import MjxmbrlError
@@ -139,27 +139,19 @@ def train(
         _trim_metrics(run_dir, int(ts.env_steps))
 
     chunk = make_train_chunk(components, plan["steps_per_chunk"])
-    metrics_writer = MetricsWriter(run_dir / "metrics.jsonl")
-    wandb = WandbLogger(
-        cfg.log.wandb,
-        project=cfg.log.wandb_project,
-        entity=cfg.log.wandb_entity,
-        run_dir=run_dir,
-        run_name=run_dir.name,
-        config=config_to_dict(cfg),
-        resume_id=wandb_id,
-    )
-    history = [r for r in read_metrics(run_dir / "metrics.jsonl")] if resume_dir else []
+    history = read_metrics(run_dir / "metrics.jsonl") if resume_dir else []
     eval_returns = [r["eval/return"] for r in history if "eval/return" in r]
     start_chunk = int(ts.env_steps) // plan["chunk_env_steps"]
-    progress = Progress(plan["total_chunks"] * plan["chunk_env_steps"], int(ts.env_steps), cfg.log.progress)
+    logger = RunLogger.from_config(
+        cfg.log, run_dir, plan["total_chunks"] * plan["chunk_env_steps"], int(ts.env_steps), config_to_dict(cfg), wandb_id
+    )
     print(f"run directory: {run_dir}", flush=True)
 
     def save(ts, wall):
         checkpointer.save(
             int(ts.env_steps),
             ts,
-            {"config": config_to_dict(cfg), "env_steps": int(ts.env_steps), "wall_time_s": wall, "wandb_id": wandb.run_id},
+            {"config": config_to_dict(cfg), "env_steps": int(ts.env_steps), "wall_time_s": wall, "wandb_id": logger.run_id},
         )
 
     started = time.perf_counter()
@@ -199,9 +191,7 @@ def train(
                     eval_returns.append(row["eval/return"])
                 wall = wall_before + time.perf_counter() - started
                 row["time/wall_s"] = wall
-                metrics_writer.write(row)
-                wandb.log(row, env_steps)
-                progress.update(env_steps, row.get("eval/return"))
+                logger.log(row)
                 if (chunk_index + 1) % plan["checkpoint_every_chunks"] == 0 or last_chunk or wants_stop:
                     save(ts, wall)
                 if wants_stop and not last_chunk:
@@ -212,9 +202,7 @@ def train(
                         )
                     break
     finally:
-        progress.close()
-        wandb.finish()
-        metrics_writer.close()
+        logger.close()
         if (run_dir / "metrics.jsonl").exists():
             plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png", run_dir.name)
 
