@@ -22,7 +22,7 @@ from mjxmbrl.types import MjxmbrlError
 
 
 class ConfigError(MjxmbrlError):
-    pass
+    """A config file or override that is not valid."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,11 +29,11 @@ EXIT_INTERRUPTED = 130
 
 
 class RunError(MjxmbrlError):
-    pass
+    """A run directory that cannot be started or resumed."""
 
 
 class TrainingDiverged(MjxmbrlError):
-    pass
+    """A loss or parameter went NaN/inf; the last good checkpoint is kept."""
 
 
 class Interrupted(MjxmbrlError):

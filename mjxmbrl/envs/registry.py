@@ -178,18 +178,6 @@ class BraxEnv(_Adapter):
 
         return BraxState(pipeline_state=s.data, obs=s.obs, reward=s.reward, done=s.done, metrics=dict(s.metrics), info=dict(s.info))
 
-    @property
-    def observation_size(self) -> int:
-        return self.spec.obs_size
-
-    @property
-    def action_size(self) -> int:
-        return self.spec.action_size
-
-    @property
-    def dt(self) -> float:
-        return float(self.env.dt)
-
 
 def make_env(name: str, impl: str = "jax", episode_length: Optional[int] = None) -> Any:
     """Builds one unbatched env by name.
