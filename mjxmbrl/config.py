@@ -1,6 +1,6 @@
 """Typed run configuration: YAML files plus dotted command-line overrides.
 
-A config has five sections (env, agent, replay, train, log), each a frozen
+A config has six sections (env, agent, model, replay, train, log), each a frozen
 dataclass. `load_config(path, overrides)` reads YAML, applies `section.key=value`
 overrides, checks every key and type, and returns a `Config`. Unknown keys get a
 "did you mean" suggestion; wrong types name the key, the expected type and the
@@ -65,6 +65,110 @@ class SACConfig:
 AGENT_CONFIGS: Dict[str, type] = {"sac": SACConfig}
 
 
+# ---- world models (mjxmbrl/models) -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class NoModelConfig:
+    """No world model (model-free agent)."""
+
+    name: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPModelConfig:
+    """Per-group deterministic MLP dynamics (Byravan et al. 2022, App. C, Eqs. 17-20)."""
+
+    name: str = "mlp"
+    hidden_sizes: Tuple[int, ...] = (256, 256, 256)  # elu + layer norm, one MLP per observation group
+    learning_rate: float = 1e-4  # App. C.1
+    batch_size: int = 256
+    seq_len: int = 10  # T of the open-loop multi-step loss (Eq. 20)
+    updates_per_step: int = 1  # model updates per vectorised env step
+    grad_clip: float = 100.0
+    learn_reward: bool = False  # Byravan et al. plan with known rewards; True adds the reward model (Amos Eq. 11)
+    learn_termination: bool = False
+    head_sizes: Tuple[int, ...] = (256, 256)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUModelConfig:
+    """GRU multi-step dynamics with reward and termination models (Amos et al. 2021, Sec. 4.2, Table 3)."""
+
+    name: str = "gru"
+    encoder_sizes: Tuple[int, ...] = (512, 512)
+    gru_size: int = 512
+    gru_layers: int = 2
+    decoder_sizes: Tuple[int, ...] = (512, 512)
+    learning_rate: float = 1e-3
+    batch_size: int = 1024  # multi-step batch size
+    seq_len: int = 10  # H of Eq. 10 (sequence x_{1:H}); SVG sets it from its horizon
+    updates_per_step: int = 4  # N_seq
+    grad_clip: float = 100.0
+    learn_reward: bool = True  # Eq. 11
+    learn_termination: bool = True  # Eq. 12-13 (time-limit truncations excluded)
+    head_sizes: Tuple[int, ...] = (512, 512)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleModelConfig:
+    """PETS-style probabilistic ensemble (Chua et al. 2018; Byravan et al. 2022, App. F.4)."""
+
+    name: str = "ensemble"
+    num_members: int = 5
+    hidden_sizes: Tuple[int, ...] = (200, 200, 200, 200)  # swish, as in PETS
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    seq_len: int = 1  # single-step NLL
+    updates_per_step: int = 1
+    grad_clip: float = 100.0
+    init_max_logvar: float = 0.5  # soft bounds on the predicted log-variance (learned)
+    init_min_logvar: float = -10.0
+    logvar_bound_weight: float = 0.01
+    rollout: str = "ts_inf"  # mean | random (member per step) | ts_inf (member fixed per particle)
+    learn_reward: bool = False
+    learn_termination: bool = False
+    head_sizes: Tuple[int, ...] = (200, 200)
+
+
+@dataclasses.dataclass(frozen=True)
+class RSSMModelConfig:
+    """Recurrent state-space model (Hafner et al. 2019; gradient-based-planning Sec. 3.2, App. A.7)."""
+
+    name: str = "rssm"
+    belief_size: int = 200  # deterministic GRU state h
+    state_size: int = 30  # stochastic state s
+    hidden_size: int = 200
+    embedding_size: int = 200  # MLP encoder of proprioceptive observations (PlaNet: 1024 for a CNN)
+    min_std: float = 0.1
+    free_nats: float = 3.0
+    kl_scale: float = 1.0
+    learning_rate: float = 1e-3
+    adam_eps: float = 1e-4
+    grad_clip: float = 1000.0
+    batch_size: int = 50
+    seq_len: int = 50
+    updates_per_step: int = 1
+    pixels: bool = False  # image observations: not available yet (proprioceptive only)
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleModelConfig:
+    """The true MJX simulator as a model: its state is the env State (POLO; Byravan Table 1 "ground truth")."""
+
+    name: str = "oracle"
+
+
+MODEL_CONFIGS: Dict[str, type] = {
+    "none": NoModelConfig,
+    "mlp": MLPModelConfig,
+    "gru": GRUModelConfig,
+    "ensemble": EnsembleModelConfig,
+    "rssm": RSSMModelConfig,
+    "oracle": OracleModelConfig,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ReplayConfig:
     capacity: int = 1_000_000  # transitions, over all envs
@@ -97,6 +201,7 @@ class LogConfig:
 class Config:
     env: EnvConfig = EnvConfig()
     agent: Any = SACConfig()
+    model: Any = NoModelConfig()
     replay: ReplayConfig = ReplayConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
@@ -113,6 +218,7 @@ CHOICES: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("env", "impl"): ("jax", "warp"),
     ("agent", "entropy_schedule"): ("constant", "decay"),
     ("log", "wandb"): ("disabled", "offline", "online"),
+    ("model", "rollout"): ("mean", "random", "ts_inf"),
 }
 
 
@@ -199,8 +305,45 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError("train.updates_per_step and train.warmup_env_steps must be >= 0")
     if cfg.env.episode_length is not None and cfg.env.episode_length <= 0:
         raise ConfigError(f"env.episode_length must be positive, got {cfg.env.episode_length}")
+    _check_model(cfg)
     if cfg.replay.capacity < cfg.env.num_envs * 2:
         raise ConfigError(f"replay.capacity ({cfg.replay.capacity}) must hold at least two steps of all {cfg.env.num_envs} envs")
+
+
+def _check_model(cfg: Config) -> None:
+    """Rejects model settings that cannot work for this task, saying why."""
+    from mjxmbrl.envs.registry import ENV_SPECS  # a static table: cheap to import
+    from mjxmbrl.models.groups import OBS_GROUPS
+
+    m = cfg.model
+    if m.name == "none":
+        return
+    for key in ("batch_size", "seq_len", "learning_rate", "num_members", "gru_size", "gru_layers", "belief_size", "state_size"):
+        value = getattr(m, key, None)
+        if value is not None and value <= 0:
+            raise ConfigError(f"model.{key} must be positive, got {value}")
+    if getattr(m, "updates_per_step", 0) < 0:
+        raise ConfigError(f"model.updates_per_step must be >= 0, got {m.updates_per_step}")
+    spec = ENV_SPECS.get(cfg.env.name)
+    if spec is None:
+        return  # the env registry reports unknown names when the run is built
+    if m.name == "mlp" and cfg.env.name not in OBS_GROUPS:
+        raise ConfigError(
+            f"model 'mlp' (per-group MLP) needs the observation groups of the task, and env '{cfg.env.name}' declares none "
+            "(see mjxmbrl/models/groups.py); use model.name=gru or ensemble"
+        )
+    if m.name == "rssm" and m.pixels:
+        raise ConfigError(
+            f"model.pixels=true asks the RSSM for image observations, but env '{cfg.env.name}' provides proprioceptive "
+            "observations only (pixel observations are not enabled); set model.pixels=false"
+        )
+    if m.name == "ensemble" and m.init_min_logvar >= m.init_max_logvar:
+        raise ConfigError(f"model.init_min_logvar ({m.init_min_logvar}) must be below model.init_max_logvar ({m.init_max_logvar})")
+    if m.name == "oracle":
+        if spec.family == "toy" or cfg.env.name == "swimmer":
+            raise ConfigError(f"model 'oracle' needs an MJX task; env '{cfg.env.name}' does not run on MJX")
+    elif m.seq_len * cfg.env.num_envs > cfg.replay.capacity:
+        raise ConfigError(f"model.seq_len ({m.seq_len}) does not fit in the replay buffer ({cfg.replay.capacity // cfg.env.num_envs} steps per env)")
 
 
 def config_from_dict(raw: Dict[str, Any]) -> Config:
@@ -209,7 +352,7 @@ def config_from_dict(raw: Dict[str, Any]) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
-    valid = list(SECTIONS) + ["agent"]
+    valid = list(SECTIONS) + ["agent", "model"]
     for section in raw:
         if section not in valid:
             raise ConfigError(f"unknown config section '{section}'" + _suggest(section, valid))
@@ -219,6 +362,11 @@ def config_from_dict(raw: Dict[str, Any]) -> Config:
     if agent_name not in AGENT_CONFIGS:
         raise ConfigError(f"unknown agent '{agent_name}'" + _suggest(str(agent_name), list(AGENT_CONFIGS)))
     built["agent"] = _build_section("agent", AGENT_CONFIGS[agent_name], agent_raw)
+    model_raw = dict(raw.get("model") or {})
+    model_name = model_raw.get("name", "none")
+    if model_name not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model '{model_name}'" + _suggest(str(model_name), list(MODEL_CONFIGS)))
+    built["model"] = _build_section("model", MODEL_CONFIGS[model_name], model_raw)
     cfg = Config(**built)
     _check_ranges(cfg)
     return cfg
@@ -234,7 +382,7 @@ def config_to_dict(cfg: Config) -> Dict[str, Any]:
 
     return {
         section: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
-        for section in ("env", "agent", "replay", "train", "log")
+        for section in ("env", "agent", "model", "replay", "train", "log")
     }
 
 

@@ -75,7 +75,7 @@ class VectorEnv:
 
     # ---- reset -------------------------------------------------------------
 
-    def _reset_one(self, key: jax.Array) -> State:
+    def reset_one(self, key: jax.Array) -> State:
         """key -> unbatched State with the wrapper's info keys initialised."""
         key_reset, key_next = jax.random.split(key)
         state = self.env.reset(key_reset)
@@ -85,7 +85,7 @@ class VectorEnv:
         return state.replace(reward=state.reward.astype(jnp.float32), done=zero, info=info)
 
     def _reset_batched(self, key: jax.Array) -> State:
-        return jax.vmap(self._reset_one)(jax.random.split(key, self.num_envs))
+        return jax.vmap(self.reset_one)(jax.random.split(key, self.num_envs))
 
     def reset(self, key: jax.Array) -> State:
         """key -> State batched over [num_envs], each env from its own key."""
@@ -93,7 +93,7 @@ class VectorEnv:
 
     # ---- step --------------------------------------------------------------
 
-    def _step_one(self, state: State, action: jax.Array) -> State:
+    def step_one(self, state: State, action: jax.Array) -> State:
         """Unbatched: repeats `action` action_repeat times, freezing once done.
 
         Returns the State after the repeat, before any auto-reset, with reward
@@ -146,7 +146,7 @@ class VectorEnv:
         finished step; data, obs and the base env's info come from the reset.
         """
         done = state.done > 0
-        fresh = jax.vmap(self._reset_one)(state.info["reset_key"])
+        fresh = jax.vmap(self.reset_one)(state.info["reset_key"])
         base_keys = [k for k in state.info if k not in WRAPPER_INFO_KEYS]
         info = dict(state.info)
         for k in base_keys:
@@ -160,7 +160,7 @@ class VectorEnv:
         )
 
     def _step_batched(self, state: State, action: jax.Array) -> State:
-        state = jax.vmap(self._step_one)(state, action)
+        state = jax.vmap(self.step_one)(state, action)
         if self.auto_reset:
             state = jax.lax.cond(jnp.any(state.done > 0), self._reset_done, lambda s: s, state)
         return state

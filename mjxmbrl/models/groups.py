@@ -1,0 +1,92 @@
+"""Observation groups of each task, for the per-group MLP model (Byravan et al. 2022, App. C, Fig. 5).
+
+A group is a contiguous slice of the observation vector predicted by its own
+MLP. A group whose entries are generalised positions lists, in `velocity`, the
+observation index of each entry's time derivative; the model then integrates
+it from the predicted velocities plus a learned correction (Eq. 18). All other
+groups (orientations as cos/sin or rotation-matrix entries, touch sensors,
+target vectors, clipped or non-integrable positions) use the plain delta rule
+of Eq. 17.
+
+Layouts are read off each env's `_get_obs` (MuJoCo Playground 0.2.0 DM Control
+suite, Brax 0.14.2) and checked against the observation sizes in
+tests/test_models.py. This module is pure Python so config validation can use
+it without importing a simulator.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional, Tuple
+
+
+class ObsGroup(NamedTuple):
+    name: str
+    start: int
+    stop: int
+    velocity: Optional[Tuple[int, ...]] = None  # obs index of d/dt of each entry (Eq. 18), or None
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def _g(name: str, start: int, stop: int, velocity_start: Optional[int] = None) -> ObsGroup:
+    vel = None if velocity_start is None else tuple(range(velocity_start, velocity_start + stop - start))
+    return ObsGroup(name, start, stop, vel)
+
+
+_CARTPOLE = (_g("cart_position", 0, 1, 3), _g("pole_orientation", 1, 3), _g("velocity", 3, 5))
+_FINGER_SPIN = (_g("position", 0, 4), _g("velocity", 4, 7), _g("touch", 7, 9))
+_FINGER_TURN = _FINGER_SPIN + (_g("target", 9, 12),)
+_HOPPER_DMC = (_g("position", 0, 6, 7), _g("velocity", 6, 13), _g("touch", 13, 15))
+_HUMANOID_DMC = (
+    _g("joint_angles", 0, 21, 46),  # qpos[7:] <-> qvel[6:], which sits at obs 40 + 6
+    _g("head_height", 21, 22),
+    _g("extremities", 22, 34),
+    _g("torso_vertical", 34, 37),
+    _g("com_velocity", 37, 40),
+    _g("velocity", 40, 67),
+)
+_REACHER = (_g("position", 0, 2, 4), _g("to_target", 2, 4), _g("velocity", 4, 6))
+_WALKER_DMC = (_g("orientations", 0, 14), _g("height", 14, 15), _g("velocity", 15, 24))
+# Brax: obs = qpos[k:] then qvel; hopper/walker2d clip qvel to +-10 and replace qpos[1] by the torso height.
+_BRAX_PLANAR = {"halfcheetah": 8, "hopper": 5, "walker2d": 8}
+
+OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
+    "AcrobotSwingup": (_g("orientations", 0, 4), _g("velocity", 4, 6)),
+    "AcrobotSwingupSparse": (_g("orientations", 0, 4), _g("velocity", 4, 6)),
+    "BallInCup": (_g("position", 0, 4, 4), _g("velocity", 4, 8)),
+    "CartpoleBalance": _CARTPOLE,
+    "CartpoleBalanceSparse": _CARTPOLE,
+    "CartpoleSwingup": _CARTPOLE,
+    "CartpoleSwingupSparse": _CARTPOLE,
+    "CheetahRun": (_g("position", 0, 8, 9), _g("velocity", 8, 17)),  # qpos[1:] <-> qvel[1:]
+    "FingerSpin": _FINGER_SPIN,
+    "FingerTurnEasy": _FINGER_TURN,
+    "FingerTurnHard": _FINGER_TURN,
+    "FishSwim": (_g("upright", 0, 1), _g("joint_angles", 1, 8), _g("to_target", 8, 11), _g("velocity", 11, 24)),
+    "HopperHop": _HOPPER_DMC,
+    "HopperStand": _HOPPER_DMC,
+    "HumanoidRun": _HUMANOID_DMC,
+    "HumanoidStand": _HUMANOID_DMC,
+    "HumanoidWalk": _HUMANOID_DMC,
+    "PendulumSwingup": (_g("orientation", 0, 2), _g("velocity", 2, 3)),
+    "PointMass": (_g("position", 0, 2, 2), _g("velocity", 2, 4)),
+    "ReacherEasy": _REACHER,
+    "ReacherHard": _REACHER,
+    "SwimmerSwimmer6": (_g("joints", 0, 5), _g("to_target", 5, 7), _g("body_velocities", 7, 25)),
+    "WalkerRun": _WALKER_DMC,
+    "WalkerStand": _WALKER_DMC,
+    "WalkerWalk": _WALKER_DMC,
+    # Brax ant: qpos[2:] = z, quaternion(4), 8 joints; joints <-> qvel[6:] at obs 13 + 6.
+    "ant": (_g("torso", 0, 5), _g("joint_angles", 5, 13, 19), _g("velocity", 13, 27)),
+    **{name: (_g("position", 0, n, n + 1), _g("velocity", n, 2 * n + 1)) for name, n in _BRAX_PLANAR.items()},
+    "swimmer": (_g("joint_angles", 0, 3, 5), _g("velocity", 3, 8)),
+    "toy_reach": (_g("position", 0, 2, 2), _g("velocity", 2, 4), _g("goal", 4, 6)),
+    # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
+}
+
+
+def get_groups(env_name: str) -> Tuple[ObsGroup, ...]:
+    """The groups of `env_name`; KeyError if it declares none."""
+    return OBS_GROUPS[env_name]

@@ -1,0 +1,149 @@
+"""Per-group deterministic MLP dynamics (Byravan et al. 2022, App. C, Eqs. 17-20, Fig. 5).
+
+One MLP per observation group k (elu, layer norm, 3 x 256) reads the whole
+normalised observation and the action and predicts the group's change:
+
+    s^k_{t+1} = s^k_t + m^k(s_t, a_t) * dt                              (Eq. 17)
+    q_{t+1}   = q_t + (m^q(s_t, a_t) + qdot^_{t+1}) * dt                 (Eq. 18)
+
+where Eq. 18 applies to groups of generalised positions whose velocities are
+observed (models/groups.py). We write m^k * dt = mu^k + sigma^k * net^k, with
+mu, sigma the data moments of the one-step change (kept in params["stats"]),
+so every network output is O(1) whatever the group's scale; the Eq. 18
+correction m^q * dt is sigma^q * net^q. Training minimises the open-loop
+multi-step squared error over windows of T steps (Eqs. 19-20), each group's
+error normalised per dimension by the observation std so that groups of
+different units weigh alike (the paper separates groups for the same reason;
+the normalisation is our addition). Optional reward/termination heads
+(models/heads.py) are trained on the same transitions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mjxmbrl.learners.networks import MLP
+from mjxmbrl.models.base import (
+    Model,
+    ModelStats,
+    default_initial_particles,
+    init_model_stats,
+    masked_mean,
+    multi_step_errors,
+    normalize_obs,
+    std_of,
+    step_error_metrics,
+)
+from mjxmbrl.models.groups import ObsGroup
+from mjxmbrl.models.heads import make_heads
+
+
+class GroupMLPs(nn.Module):
+    """x [..., D + A] -> {group name: raw output [..., group size]}, one MLP per group."""
+
+    groups: Tuple[ObsGroup, ...]
+    hidden_sizes: Sequence[int]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict:
+        return {g.name: MLP(tuple(self.hidden_sizes), g.size, nn.elu, True, name=g.name)(x) for g in self.groups}
+
+
+def check_groups(groups: Tuple[ObsGroup, ...], obs_size: int) -> None:
+    """Groups must tile [0, obs_size) in order; velocity indices must be inside non-position groups."""
+    ordered = sorted(groups, key=lambda g: g.start)
+    edges = [0] + [g.stop for g in ordered]
+    if [g.start for g in ordered] != edges[:-1] or edges[-1] != obs_size:
+        raise ValueError(f"observation groups {[(g.name, g.start, g.stop) for g in groups]} do not tile [0, {obs_size})")
+    integrated = {i for g in groups if g.velocity for i in range(g.start, g.stop)}
+    for g in groups:
+        if g.velocity and (len(g.velocity) != g.size or any(v in integrated or not 0 <= v < obs_size for v in g.velocity)):
+            raise ValueError(f"group '{g.name}': velocity indices {g.velocity} must be {g.size} indices of non-integrated dims")
+
+
+def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tuple[ObsGroup, ...]) -> Model:
+    """Builds the per-group MLP model.
+
+    cfg: MLPModelConfig; dt: the model step in seconds (control dt x action
+    repeat); groups: the task's observation groups.
+    """
+    groups = tuple(sorted(groups, key=lambda g: g.start))
+    check_groups(groups, obs_size)
+    net = GroupMLPs(groups, tuple(cfg.hidden_sizes))
+    heads_init, reward_fn, termination_fn, heads_loss = make_heads(
+        cfg.head_sizes, cfg.learn_reward, cfg.learn_termination, obs_size, action_size
+    )
+
+    def init(key):
+        k_dyn, k_heads = jax.random.split(key)
+        x = jnp.zeros((obs_size + action_size,))
+        return {"net": {"dynamics": net.init(k_dyn, x), **heads_init(k_heads)}, "stats": init_model_stats(obs_size)}
+
+    def predict(params, obs, action):
+        """obs [D], action [A] -> next obs [D] (Eqs. 17-18)."""
+        stats: ModelStats = params["stats"]
+        out = net.apply(params["net"]["dynamics"], jnp.concatenate([normalize_obs(stats, obs), action]))
+        mu, sigma = stats.delta.mean, std_of(stats.delta)
+        pieces = {}
+        for g in groups:  # plain delta groups first: Eq. 18 reads their predicted velocities
+            if not g.velocity:
+                sl = slice(g.start, g.stop)
+                pieces[g.name] = obs[sl] + mu[sl] + sigma[sl] * out[g.name]
+        plain = jnp.concatenate([pieces[g.name] if not g.velocity else jnp.zeros((g.size,)) for g in groups])
+        for g in groups:
+            if g.velocity:
+                sl = slice(g.start, g.stop)
+                velocity_next = plain[jnp.asarray(g.velocity)]
+                pieces[g.name] = obs[sl] + velocity_next * dt + sigma[sl] * out[g.name]
+        return jnp.concatenate([pieces[g.name] for g in groups])
+
+    def initial_state(params, obs, key, sim_state=None):
+        del params, key, sim_state
+        return obs
+
+    def step(params, z, action, key):
+        del key
+        return predict(params, z, action)
+
+    def observation(params, z):
+        del params
+        return z
+
+    def reward(params, z, action, next_z):
+        del next_z
+        return reward_fn(params["net"], normalize_obs(params["stats"], z), action)
+
+    def termination(params, z, action, next_z):
+        del next_z
+        return termination_fn(params["net"], normalize_obs(params["stats"], z), action)
+
+    model = Model(
+        name="mlp",
+        init=init,
+        initial_state=initial_state,
+        initial_particles=default_initial_particles(initial_state),
+        step=step,
+        observation=observation,
+        reward=reward if reward_fn is not None else None,
+        termination=termination if termination_fn is not None else None,
+        loss=None,
+    )
+
+    def loss(params, batch, mask, key):
+        """Eq. 20 summed over groups, masked at episode ends; batch [B, T, ...], mask [B, T]."""
+        errors = multi_step_errors(model, params, batch, key)  # [B, T, D]
+        total = jnp.zeros((), jnp.float32)
+        metrics = {}
+        for g in groups:
+            group_loss = masked_mean(jnp.mean(errors[..., g.start : g.stop], axis=-1), mask)
+            metrics[f"model/loss_{g.name}"] = group_loss
+            total = total + group_loss
+        head_total, head_metrics = heads_loss(params["net"], normalize_obs(params["stats"], batch.obs), batch)
+        total = total + head_total
+        return total, {"model/loss": total, **metrics, **head_metrics, **step_error_metrics(errors, mask)}
+
+    return model._replace(loss=loss)
