@@ -1,4 +1,4 @@
-"""Command line: `mjxmbrl train | eval | list | plot | bench`.
+"""Command line: `mjxmbrl train | eval | model-eval | list | plot | bench`.
 
 Every user error is a `MjxmbrlError`: printed as one `error:` line, exit code 1
 (130 for an interrupted run whose checkpoint was saved). Heavy imports (jax,
@@ -45,6 +45,54 @@ def _cmd_eval(args) -> int:
     result = evaluate_run(Path(args.run_dir), episodes=args.episodes, seed=args.seed)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _cmd_model_eval(args) -> int:
+    from mjxmbrl.config import EnvConfig
+    from mjxmbrl.model_eval import LEARNED, EvalSettings, model_settings, run_model_eval
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.run_dir is not None:
+        if args.env is not None:
+            raise MjxmbrlError("give either a run directory or --env, not both")
+        from mjxmbrl.runner import load_run_config
+
+        run_dir = Path(args.run_dir)
+        cfg = load_run_config(run_dir)
+        env_cfg, agent_cfg, total = cfg.env, cfg.agent, cfg.train.total_env_steps
+        out = Path(args.out) if args.out else run_dir / "model_eval"
+        policy_episodes = 30 if args.policy_episodes is None else args.policy_episodes
+    else:
+        if args.env is None:
+            raise MjxmbrlError("model-eval needs a run directory (its policy collects data) or --env NAME (random actions)")
+        if args.policy_episodes:
+            raise MjxmbrlError("--policy-episodes needs a run directory with a trained policy")
+        from mjxmbrl.envs.registry import get_spec
+
+        get_spec(args.env)
+        run_dir, agent_cfg, total, policy_episodes = None, None, 0, 0
+        env_cfg = EnvConfig(name=args.env, action_repeat=args.action_repeat)
+        out = Path(args.out) if args.out else Path("runs") / f"model_eval-{args.env}"
+    for value, flag in ((args.updates, "--updates"), (args.random_episodes, "--random-episodes"), (args.stride, "--stride")):
+        if value is not None and value <= 0 and not (flag == "--random-episodes" and value == 0):
+            raise MjxmbrlError(f"{flag} must be positive, got {value}")
+    if policy_episodes < 0:
+        raise MjxmbrlError(f"--policy-episodes must be >= 0, got {policy_episodes}")
+    settings = EvalSettings(
+        policy_episodes=policy_episodes,
+        random_episodes=30 if args.random_episodes is None else args.random_episodes,
+        updates=args.updates or EvalSettings.updates,
+        start_stride=args.stride or EvalSettings.start_stride,
+        seed=args.seed,
+    )
+    overrides = model_settings(Path(args.settings) if args.settings else None)
+    result = run_model_eval(
+        env_cfg, out, run_dir=run_dir, agent_cfg=agent_cfg, total_env_steps=total,
+        models=models or list(LEARNED), settings=settings, model_overrides=overrides,
+    )
+    print((out / "model_eval.md").read_text())
+    print(f"written: {out}/model_eval.md, model_eval.json, model_eval.png")
+    return 0 if result else 1
 
 
 def _cmd_list(args) -> int:
@@ -99,6 +147,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_eval)
+
+    p = sub.add_parser("model-eval", help="train every model type on the same episodes; open-loop error table")
+    p.add_argument("run_dir", nargs="?", help="a run directory: its env and trained policy collect the data")
+    p.add_argument("--env", help="an env name instead of a run directory (random-action data only)")
+    p.add_argument("--action-repeat", type=int, default=1, help="with --env: the model step spans this many control steps")
+    p.add_argument("--models", default="mlp,gru,ensemble,rssm", help="comma-separated: mlp,gru,ensemble,rssm")
+    p.add_argument("--settings", help="YAML {model: {key: value}} overriding model configs, e.g. configs/model_eval.yaml")
+    p.add_argument("--updates", type=int, help="gradient updates per model (default 3000)")
+    p.add_argument("--policy-episodes", type=int, help="policy episodes per split (default 30 with a run directory)")
+    p.add_argument("--random-episodes", type=int, help="random-action episodes per split (default 30)")
+    p.add_argument("--stride", type=int, help="held-out start states every N steps (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default RUN_DIR/model_eval or runs/model_eval-ENV)")
+    p.set_defaults(fn=_cmd_model_eval)
 
     p = sub.add_parser("list", help="list registered envs or agents")
     p.add_argument("what", choices=["envs", "agents"])

@@ -84,7 +84,7 @@ class _StopFlag:
 def _non_finite(row: dict) -> list:
     bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
     if row.get("train/params_finite") is False:
-        bad.append("learner parameters")
+        bad.append("learner or model parameters")
     return bad
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,8 @@ from mjxmbrl.envs import RunningStats, init_stats, make_vector_env, normalize, u
 from mjxmbrl.evaluate import make_evaluator
 from mjxmbrl.learners import make_learner
 from mjxmbrl.learners.base import Learner
+from mjxmbrl.models import make_model
+from mjxmbrl.models.trainer import ModelTrainer, make_model_trainer
 from mjxmbrl.replay import ReplayState, make_replay
 from mjxmbrl.types import Metrics, Transition
 
@@ -39,6 +41,7 @@ class TrainState:
     obs_stats: RunningStats
     replay: ReplayState
     learner: Any
+    model: Any  # ModelState of the learned world model, or {} without one
     episode_return: jax.Array  # [num_envs] return of each env's running episode
     env_steps: jax.Array  # int32: simulator control steps over all envs (action repeat counted)
     train_steps: jax.Array  # int32: vectorised env steps taken
@@ -51,6 +54,8 @@ class Components(NamedTuple):
     replay: Any  # Replay
     learner: Learner
     evaluate: Any  # jitted (key, policy_params, obs_stats) -> EvalResult
+    model: Any = None  # Model, or None (cfg.model.name "none")
+    model_trainer: Optional[ModelTrainer] = None  # None also for the oracle (nothing to train)
 
     @property
     def env_steps_per_train_step(self) -> int:
@@ -70,13 +75,19 @@ def build(cfg: Config) -> Components:
     replay = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size)
     learner = make_learner(cfg.agent, env.observation_size, env.action_size, cfg.train.total_env_steps)
     evaluate = make_evaluator(cfg.env, learner, cfg.train.eval_episodes)
-    return Components(cfg, env, replay, learner, evaluate)
+    model = trainer = None
+    if cfg.model.name != "none":
+        model = make_model(cfg.model, cfg.env, env.observation_size, env.action_size)
+        trainer = make_model_trainer(model, cfg.model) if model.loss is not None else None
+    return Components(cfg, env, replay, learner, evaluate, model, trainer)
 
 
 def init_state(components: Components) -> TrainState:
     cfg = components.cfg
     key = jax.random.PRNGKey(cfg.train.seed)
     key, env_key, learner_key = jax.random.split(key, 3)
+    # A separate stream, so adding a model leaves the agent's initialisation unchanged.
+    model_key = jax.random.fold_in(jax.random.PRNGKey(cfg.train.seed), 1)
     env_state = components.env.reset(env_key)
     return TrainState(
         key=key,
@@ -84,6 +95,7 @@ def init_state(components: Components) -> TrainState:
         obs_stats=init_stats(components.env.observation_size),
         replay=components.replay.init(),
         learner=components.learner.init(learner_key),
+        model=components.model_trainer.init(model_key) if components.model_trainer is not None else {},
         episode_return=jnp.zeros((cfg.env.num_envs,), jnp.float32),
         env_steps=jnp.zeros((), jnp.int32),
         train_steps=jnp.zeros((), jnp.int32),
@@ -121,8 +133,38 @@ def make_train_step(components: Components):
         learner_state, metrics = jax.lax.scan(one_update, learner_state, jax.random.split(key, num_updates))
         return learner_state, jax.tree.map(jnp.mean, metrics)
 
+    trainer = components.model_trainer
+    model_cfg = cfg.model
+
+    def learn_model(key, model_state, replay_state):
+        def one_update(model_state, update_key):
+            sample_key, update_key = jax.random.split(update_key)
+            batch, mask = replay.sample_sequences(sample_key, replay_state, model_cfg.batch_size, model_cfg.seq_len)
+            return trainer.update(update_key, model_state, batch, mask)
+
+        model_state, metrics = jax.lax.scan(one_update, model_state, jax.random.split(key, model_cfg.updates_per_step))
+        return model_state, jax.tree.map(jnp.mean, metrics)
+
+    def maybe_learn_model(key, model_state, replay_state, env_steps):
+        """K model updates on replay sequences, once past warmup and one batch of full windows is stored."""
+        if trainer is None or model_cfg.updates_per_step == 0:
+            return model_state, {}, jnp.zeros((), bool)
+        ready = (env_steps >= cfg.train.warmup_env_steps) & (replay_state.size >= model_cfg.seq_len)
+        ready = ready & (replay_state.size * cfg.env.num_envs >= model_cfg.batch_size)
+        shapes = jax.eval_shape(learn_model, key, model_state, replay_state)[1]
+        model_state, metrics = jax.lax.cond(
+            ready,
+            learn_model,
+            lambda k, s, r: (s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)),
+            key,
+            model_state,
+            replay_state,
+        )
+        return model_state, metrics, ready
+
     def train_step(ts: TrainState, _=None):
         key, act_key, explore_key, learn_key = jax.random.split(ts.key, 4)
+        model_key = jax.random.fold_in(learn_key, 1)
         obs = ts.env_state.obs
         policy_action = learner.policy(
             learner.policy_params(ts.learner), _maybe_normalize(norm, ts.obs_stats, obs), act_key, False
@@ -168,6 +210,7 @@ def make_train_step(components: Components):
             )
         else:
             learner_state, learner_metrics = ts.learner, {}
+        model_state, model_metrics, model_learning = maybe_learn_model(model_key, ts.model, replay_state, env_steps)
 
         ts = ts.replace(
             key=key,
@@ -175,6 +218,7 @@ def make_train_step(components: Components):
             obs_stats=obs_stats,
             replay=replay_state,
             learner=learner_state,
+            model=model_state,
             episode_return=episode_return,
             env_steps=env_steps,
             train_steps=ts.train_steps + 1,
@@ -185,7 +229,9 @@ def make_train_step(components: Components):
             "train/episode_return_sum": finished_returns,
             "train/episodes": finished_count,
             "train/learning": can_learn.astype(jnp.float32),
+            "train/model_learning": model_learning.astype(jnp.float32),
             **learner_metrics,
+            **model_metrics,
         }
         return ts, metrics
 
@@ -202,14 +248,14 @@ def make_train_chunk(components: Components, num_steps: int):
 
     The state is donated, so its buffers (the replay above all) are updated in
     place. Metrics are stacked per step [num_steps]; `train/params_finite`
-    checks the learner state once at the end of the chunk.
+    checks the learner and model states once at the end of the chunk.
     """
     train_step = make_train_step(components)
 
     def chunk(ts: TrainState):
         TRACE_COUNTS["train_chunk"] += 1
         ts, metrics = jax.lax.scan(train_step, ts, None, length=num_steps)
-        metrics["train/params_finite"] = jnp.broadcast_to(_all_finite(ts.learner), (num_steps,))
+        metrics["train/params_finite"] = jnp.broadcast_to(_all_finite((ts.learner, ts.model)), (num_steps,))
         return ts, metrics
 
     return jax.jit(chunk, donate_argnums=0)
@@ -223,9 +269,12 @@ def summarize_chunk(metrics: Metrics) -> dict:
     if episodes > 0:
         row["train/episode_return"] = float(m["train/episode_return_sum"].sum() / episodes)
     learning = m["train/learning"]
+    model_learning = m["train/model_learning"]
     for key, values in m.items():
         if key.startswith("learner/") and learning.sum() > 0:
             row[key] = float((values * learning).sum() / learning.sum())
+        if key.startswith("model/") and model_learning.sum() > 0:
+            row[key] = float((values * model_learning).sum() / model_learning.sum())
     row["train/params_finite"] = bool(m["train/params_finite"].all())
     return row
 

@@ -99,6 +99,12 @@ def test_bench_quick(tmp_path):
         (["env.name=CartpoleSwingupp"], "unknown env 'CartpoleSwingupp'"),
         (["agent.name=sacc"], "unknown agent 'sacc'"),
         (["configs/nope.yaml"], "config file not found"),
+        (["model.name=rnn"], "unknown model 'rnn'"),
+        (["env.name=humanoid", "model.name=mlp"], "env 'humanoid' declares none"),
+        (["model.name=rssm", "model.pixels=true"], "pixel observations are not enabled"),
+        (["model.name=ensemble", "model.rollout=ts"], "model.rollout: 'ts' is not one of mean, random, ts_inf"),
+        (["model.name=gru", "model.seq_len=0"], "model.seq_len must be positive"),
+        (["model.name=oracle"], "env 'toy_reach' does not run on MJX"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path, args, message):
@@ -106,6 +112,33 @@ def test_bad_input_is_one_clear_error(tmp_path, args, message):
     assert proc.returncode == 1
     assert message in error_line(proc)
     assert not any(tmp_path.iterdir()), "a failed start must not leave a run directory behind"
+
+
+def test_model_eval_bad_input(tmp_path, finished_run):
+    proc = cli("model-eval", "--env", "humanoid", "--models", "mlp", "--out", tmp_path / "me")
+    assert proc.returncode == 1 and "declares none" in error_line(proc)
+    proc = cli("model-eval", "--env", "toy_reach", "--models", "lstm", "--out", tmp_path / "me")
+    assert proc.returncode == 1 and "unknown model 'lstm'" in error_line(proc)
+    proc = cli("model-eval", "--env", "toy_reach", "--policy-episodes", "3")
+    assert proc.returncode == 1 and "needs a run directory" in error_line(proc)
+    assert not (tmp_path / "me").exists()
+
+
+def test_model_eval_on_a_run(finished_run):
+    """The product path end to end at toy sizes: policy + random episodes, every model type, table and plot."""
+    out = finished_run / "model_eval_test"
+    proc = cli(
+        "model-eval", finished_run, "--updates", "20", "--policy-episodes", "3", "--random-episodes", "3",
+        "--settings", ROOT / "tests/data/model_eval_tiny.yaml", "--out", out,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (out / "model_eval.md").read_text()
+    for row in ("| no change |", "| linear (least squares) |", "| mlp |", "| gru |", "| ensemble |", "| rssm |"):
+        assert row in table
+    result = json.loads((out / "model_eval.json").read_text())
+    assert set(result["errors"]["mlp"]) == {"1", "5", "10", "25"}
+    assert result["errors"]["no change"]["1"] > 0
+    assert (out / "model_eval.png").stat().st_size > 1000
 
 
 def test_existing_run_dir_is_never_overwritten(finished_run):

@@ -11,7 +11,7 @@ from mjxmbrl.checkpoint import Checkpointer
 from mjxmbrl.config import load_config
 from mjxmbrl.evaluate import make_evaluator
 from mjxmbrl.runner import eval_key, train
-from mjxmbrl.train import TRACE_COUNTS, build, init_state, make_train_chunk
+from mjxmbrl.train import TRACE_COUNTS, build, init_state, make_train_chunk, summarize_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["log.wandb=disabled", "log.progress=false"]
@@ -44,9 +44,12 @@ def _leaves(state):
     return jax.tree_util.tree_flatten_with_path(state)[0]
 
 
-@pytest.mark.parametrize("normalize_obs", [False, True])
-def test_resume_is_bit_exact(tmp_path, normalize_obs):
-    overrides = QUIET + [
+SMALL_MODEL = ["model.name=mlp", "model.hidden_sizes=[16]", "model.batch_size=16", "model.seq_len=4"]
+
+
+@pytest.mark.parametrize("normalize_obs,model", [(False, []), (True, SMALL_MODEL)], ids=["plain", "normalized+model"])
+def test_resume_is_bit_exact(tmp_path, normalize_obs, model):
+    overrides = QUIET + model + [
         f"log.runs_dir={tmp_path}",
         "train.total_env_steps=3200",
         "train.warmup_env_steps=400",
@@ -73,6 +76,9 @@ def test_resume_is_bit_exact(tmp_path, normalize_obs):
     assert int(a.replay.size) > 0
     init_leaf = jax.tree.leaves(like.learner)[0]
     assert not np.array_equal(np.asarray(jax.tree.leaves(a.learner)[0]), np.asarray(init_leaf))
+    if model:  # the world model trained in the same jitted step and resumed with it
+        assert float(a.model.params["stats"].obs.count) > 0
+        assert not np.array_equal(np.asarray(jax.tree.leaves(a.model.params["net"])[0]), np.asarray(jax.tree.leaves(like.model.params["net"])[0]))
     rows_a = [json.loads(l) for l in (straight / "metrics.jsonl").read_text().splitlines()]
     rows_b = [json.loads(l) for l in (split / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in rows_a] == [r["env_steps"] for r in rows_b]
@@ -91,3 +97,20 @@ def test_chunk_is_traced_once_per_shape(tmp_path):
     assert TRACE_COUNTS["train_chunk"] == 1
     assert int(ts.env_steps) == 3 * 4 * cfg.env.num_envs
     assert int(ts.updates) == 3 * 4 * cfg.train.updates_per_step
+
+
+def test_non_finite_model_loss_is_reported_under_model(tmp_path):
+    """A NaN in the world model shows up as a non-finite model/ metric, which stops the run."""
+    from mjxmbrl.runner import _non_finite
+
+    cfg = load_config(ROOT / "configs/debug.yaml", QUIET + SMALL_MODEL + ["train.warmup_env_steps=0", "agent.batch_size=8"])
+    components = build(cfg)
+    ts = init_state(components)
+    net = jax.tree.map(lambda x: x * np.nan, ts.model.params["net"])
+    ts = ts.replace(model=ts.model.replace(params={**ts.model.params, "net": net}))
+    ts, metrics = make_train_chunk(components, 6)(ts)
+    row = summarize_chunk(metrics)
+    assert not np.isfinite(row["model/loss"])
+    assert row["train/params_finite"] is False
+    assert "model/loss" in _non_finite(row)
+    assert np.isfinite(row["learner/critic_loss"])  # the agent itself is fine
