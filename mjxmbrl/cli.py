@@ -61,26 +61,26 @@ def _cmd_model_eval(args) -> int:
         cfg = load_run_config(run_dir)
         env_cfg, agent_cfg, total = cfg.env, cfg.agent, cfg.train.total_env_steps
         out = Path(args.out) if args.out else run_dir / "model_eval"
-        policy_episodes = 30 if args.policy_episodes is None else args.policy_episodes
+        policy_fraction = 0.5 if args.policy_fraction is None else args.policy_fraction
     else:
         if args.env is None:
             raise MjxmbrlError("model-eval needs a run directory (its policy collects data) or --env NAME (random actions)")
-        if args.policy_episodes:
-            raise MjxmbrlError("--policy-episodes needs a run directory with a trained policy")
+        if args.policy_fraction:
+            raise MjxmbrlError("--policy-fraction needs a run directory with a trained policy")
         from mjxmbrl.envs.registry import get_spec
 
         get_spec(args.env)
-        run_dir, agent_cfg, total, policy_episodes = None, None, 0, 0
+        run_dir, agent_cfg, total, policy_fraction = None, None, 0, 0.0
         env_cfg = EnvConfig(name=args.env, action_repeat=args.action_repeat)
         out = Path(args.out) if args.out else Path("runs") / f"model_eval-{args.env}"
-    for value, flag in ((args.updates, "--updates"), (args.random_episodes, "--random-episodes"), (args.stride, "--stride")):
-        if value is not None and value <= 0 and not (flag == "--random-episodes" and value == 0):
+    for value, flag in ((args.updates, "--updates"), (args.transitions, "--transitions"), (args.stride, "--stride")):
+        if value is not None and value <= 0:
             raise MjxmbrlError(f"{flag} must be positive, got {value}")
-    if policy_episodes < 0:
-        raise MjxmbrlError(f"--policy-episodes must be >= 0, got {policy_episodes}")
+    if not 0.0 <= policy_fraction <= 1.0:
+        raise MjxmbrlError(f"--policy-fraction must be in [0, 1], got {policy_fraction}")
     settings = EvalSettings(
-        policy_episodes=policy_episodes,
-        random_episodes=30 if args.random_episodes is None else args.random_episodes,
+        transitions=args.transitions or EvalSettings.transitions,
+        policy_fraction=policy_fraction,
         updates=args.updates or EvalSettings.updates,
         start_stride=args.stride or EvalSettings.start_stride,
         seed=args.seed,
@@ -124,9 +124,9 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from mjxmbrl.bench import bench_sac
+    from mjxmbrl.bench import bench_models, bench_sac
 
-    report = bench_sac(quick=args.quick, out=args.out)
+    report = bench_sac(quick=args.quick, out=args.out) if args.what == "sac" else bench_models(quick=args.quick, out=args.out)
     print(report)
     return 0
 
@@ -155,8 +155,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="mlp,gru,ensemble,rssm", help="comma-separated: mlp,gru,ensemble,rssm")
     p.add_argument("--settings", help="YAML {model: {key: value}} overriding model configs, e.g. configs/model_eval.yaml")
     p.add_argument("--updates", type=int, help="gradient updates per model (default 3000)")
-    p.add_argument("--policy-episodes", type=int, help="policy episodes per split (default 30 with a run directory)")
-    p.add_argument("--random-episodes", type=int, help="random-action episodes per split (default 30)")
+    p.add_argument("--transitions", type=int, help="agent steps per split, train and held-out (default 25000, whole episodes)")
+    p.add_argument("--policy-fraction", type=float, help="share of episodes from the run's policy, the rest random (default 0.5)")
     p.add_argument("--stride", type=int, help="held-out start states every N steps (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output directory (default RUN_DIR/model_eval or runs/model_eval-ENV)")
@@ -172,7 +172,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_plot)
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")
-    p.add_argument("what", choices=["sac"])
+    p.add_argument("what", choices=["sac", "models"])
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument("--out", default=None, help="markdown file to append the results to")
     p.set_defaults(fn=_cmd_bench)

@@ -43,8 +43,8 @@ LEARNED = ("mlp", "gru", "ensemble", "rssm")
 class EvalSettings:
     """What model-eval collects and how long it trains each model."""
 
-    policy_episodes: int = 30  # per split (train and held-out), from the run's policy
-    random_episodes: int = 30  # per split, uniform random actions
+    transitions: int = 25_000  # agent steps per split (train and held-out), rounded up to whole episodes
+    policy_fraction: float = 0.5  # share of episodes from the run's policy; the rest use uniform random actions
     updates: int = 3000  # gradient updates per model
     start_stride: int = 5  # held-out start states every this many steps
     seed: int = 0
@@ -257,19 +257,21 @@ def run_model_eval(
 
         if env_cfg.name not in OBS_GROUPS:
             raise MjxmbrlError(f"model 'mlp' needs observation groups; env '{env_cfg.name}' declares none")
-    if settings.policy_episodes + settings.random_episodes <= 0:
-        raise MjxmbrlError("model-eval needs at least one episode per split")
-    if settings.policy_episodes > 0 and run_dir is None:
-        raise MjxmbrlError("policy episodes need a run directory with a trained policy (or set --policy-episodes 0)")
+    if settings.transitions <= 0 or not 0.0 <= settings.policy_fraction <= 1.0:
+        raise MjxmbrlError(f"model-eval needs transitions > 0 and a policy fraction in [0, 1], got {settings.transitions}, {settings.policy_fraction}")
+    if settings.policy_fraction > 0 and run_dir is None:
+        raise MjxmbrlError("policy episodes need a run directory with a trained policy (or a policy fraction of 0)")
     out_dir.mkdir(parents=True, exist_ok=True)
     key = jax.random.PRNGKey(settings.seed)
     k_train, k_test, k_models = jax.random.split(key, 3)
-    probe = make_vector_env(env_cfg.name, 1, impl=env_cfg.impl)
+    probe = make_vector_env(env_cfg.name, 1, impl=env_cfg.impl, episode_length=env_cfg.episode_length, action_repeat=env_cfg.action_repeat)
+    episodes = math.ceil(settings.transitions / math.ceil(probe.episode_length / probe.action_repeat))
+    policy_episodes = round(episodes * settings.policy_fraction)
     sources = []
-    if settings.policy_episodes > 0:
-        sources.append((settings.policy_episodes, _policy_act_fn(run_dir, env_cfg, agent_cfg, total_env_steps)))
-    if settings.random_episodes > 0:
-        sources.append((settings.random_episodes, _random_act_fn(probe.action_size)))
+    if policy_episodes > 0:
+        sources.append((policy_episodes, _policy_act_fn(run_dir, env_cfg, agent_cfg, total_env_steps)))
+    if episodes - policy_episodes > 0:
+        sources.append((episodes - policy_episodes, _random_act_fn(probe.action_size)))
 
     def split(key):
         keys = jax.random.split(key, len(sources))
@@ -300,6 +302,7 @@ def run_model_eval(
         "run_dir": str(run_dir) if run_dir else None,
         "settings": dataclasses.asdict(settings),
         "model_configs": {n: dataclasses.asdict(c) for n, c in cfgs.items()},
+        "episodes_per_split": {"policy": policy_episodes, "random": episodes - policy_episodes},
         "train_transitions": int(np.asarray(train[1]).sum()),
         "heldout_windows": int(windows[0].shape[0]),
         "collect_seconds": collect_s,
@@ -322,7 +325,9 @@ def render_table(result: Dict[str, Any]) -> str:
     lines = [
         f"### {result['env']} (action repeat {result['action_repeat']})",
         "",
-        f"{result['train_transitions']} training transitions, {result['heldout_windows']} held-out windows; "
+        f"{result['train_transitions']} training transitions ({result['episodes_per_split']['policy']} policy + "
+        f"{result['episodes_per_split']['random']} random episodes), {result['heldout_windows']} held-out windows "
+        f"of {max(HORIZONS)} steps; "
         "normalised squared error (per-dimension squared error / data variance, mean over dims).",
         "",
         "| predictor | " + " | ".join(f"{h} step{'s' if h > 1 else ''}" for h in HORIZONS) + " | x better than best baseline (1 / 10 steps) | train s |",

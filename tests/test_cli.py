@@ -89,6 +89,11 @@ def test_bench_quick(tmp_path):
     proc = cli("bench", "sac", "--quick", "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ratio chunk / (env alone + updates alone)" in out.read_text()
+    proc = cli("bench", "models", "--quick", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    for name in ("mlp", "gru", "ensemble", "rssm"):
+        assert f"| {name} |" in text
 
 
 @pytest.mark.parametrize(
@@ -119,7 +124,7 @@ def test_model_eval_bad_input(tmp_path, finished_run):
     assert proc.returncode == 1 and "declares none" in error_line(proc)
     proc = cli("model-eval", "--env", "toy_reach", "--models", "lstm", "--out", tmp_path / "me")
     assert proc.returncode == 1 and "unknown model 'lstm'" in error_line(proc)
-    proc = cli("model-eval", "--env", "toy_reach", "--policy-episodes", "3")
+    proc = cli("model-eval", "--env", "toy_reach", "--policy-fraction", "0.5")
     assert proc.returncode == 1 and "needs a run directory" in error_line(proc)
     assert not (tmp_path / "me").exists()
 
@@ -128,7 +133,7 @@ def test_model_eval_on_a_run(finished_run):
     """The product path end to end at toy sizes: policy + random episodes, every model type, table and plot."""
     out = finished_run / "model_eval_test"
     proc = cli(
-        "model-eval", finished_run, "--updates", "20", "--policy-episodes", "3", "--random-episodes", "3",
+        "model-eval", finished_run, "--updates", "20", "--transitions", "200",
         "--settings", ROOT / "tests/data/model_eval_tiny.yaml", "--out", out,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
