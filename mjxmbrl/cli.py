@@ -1,4 +1,4 @@
-"""Command line: `mjxmbrl train | eval | model-eval | list | plot | bench`.
+"""Command line: `mjxmbrl train | eval | plan | model-eval | list | plot | bench`.
 
 Every user error is a `MjxmbrlError`: printed as one `error:` line, exit code 1
 (130 for an interrupted run whose checkpoint was saved). Heavy imports (jax,
@@ -44,6 +44,24 @@ def _cmd_eval(args) -> int:
 
     result = evaluate_run(Path(args.run_dir), episodes=args.episodes, seed=args.seed)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_plan(args) -> int:
+    from mjxmbrl.config import load_config
+
+    config_path, overrides = args.config, list(args.overrides)
+    if config_path is not None and "=" in config_path:
+        config_path, overrides = None, [config_path] + overrides
+    cfg = load_config(config_path, overrides)
+    from mjxmbrl.plan_run import run_plan
+
+    out_dir, summary = run_plan(cfg, args.episodes, Path(args.out) if args.out else None)
+    print(
+        f"done: {out_dir} | {summary['planner']} with {summary['model']} on {summary['env']} | return "
+        f"{summary['return_mean']:.1f} +- {summary['return_std']:.1f} over {summary['episodes']} episodes | "
+        f"{summary['plan_time_per_step_s'] * 1e3:.1f} ms per agent step"
+    )
     return 0
 
 
@@ -147,6 +165,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_eval)
+
+    p = sub.add_parser("plan", help="MPC without learning: mjxmbrl plan CONFIG.yaml [section.key=value ...] [--episodes M]")
+    p.add_argument("config", nargs="?", help="YAML config with env, model and planner sections")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. planner.num_samples=128")
+    p.add_argument("--episodes", type=int, default=10, help="episodes, run in parallel (default 10)")
+    p.add_argument("--out", help="output directory (default <log.runs_dir>/<timestamp>-plan-<env>-<planner>-<model>)")
+    p.set_defaults(fn=_cmd_plan)
 
     p = sub.add_parser("model-eval", help="train every model type on the same episodes; open-loop error table")
     p.add_argument("run_dir", nargs="?", help="a run directory: its env and trained policy collect the data")

@@ -159,6 +159,88 @@ class OracleModelConfig:
     name: str = "oracle"
 
 
+# ---- planners (mjxmbrl/planners) ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _PlannerCommon:
+    """Settings every planner shares: horizon, discount, reward, proposal, value, and where learned parts come from."""
+
+    horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
+    discount: float = 0.99
+    reward: str = "known"  # known: the task's reward_fn on predicted observations | model: the model's own reward
+    proposal: str = "gaussian"  # gaussian | policy | proprio | mixture (policy with prob w, else gaussian)
+    proposal_sigma: float = 0.5  # std of the fixed Gaussian proposal
+    mixture_start: float = 0.0  # mixture weight of the policy at the start of training ...
+    mixture_end: float = 1.0  # ... and at the end (Byravan Sec. 5.4 anneals towards the policy)
+    value: str = "none"  # none | learner: terminal value, mean of value_samples learner values (Byravan App. F.2)
+    value_samples: int = 4
+    source_run: Optional[str] = None  # run directory whose checkpoint supplies policy, value and learned model
+    p_plan: float = 1.0  # acting in training: planner action with this probability, else the proposal's (Byravan Alg. 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoPlannerConfig:
+    """No planner: the agent acts with its policy."""
+
+    name: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class SMCConfig(_PlannerCommon):
+    """Sequential Monte Carlo (Byravan et al. 2022, Alg. 2): S = 250, H = 10, tau = 0.01 in the paper."""
+
+    name: str = "smc"
+    num_particles: int = 250
+    temperature: float = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class CEMConfig(_PlannerCommon):
+    """Cross-entropy method (Byravan et al. 2022, Alg. 3)."""
+
+    name: str = "cem"
+    num_samples: int = 250
+    iterations: int = 4
+    elite_fraction: float = 0.15
+    sigma_init: float = 0.5
+    alpha_mean: float = 0.9
+    alpha_std: float = 0.5
+    warm_start: bool = True  # start from the previous plan shifted by one step (first call: the proposal)
+
+
+@dataclasses.dataclass(frozen=True)
+class MPPIConfig(_PlannerCommon):
+    """MPPI as in POLO (Lowrey et al. 2019, App. A: 120 rollouts, sigma 0.2, temperature 1.25, H = 64)."""
+
+    name: str = "mppi"
+    num_samples: int = 120
+    noise_sigma: float = 0.2
+    temperature: float = 1.25
+    iterations: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class GradConfig(_PlannerCommon):
+    """Gradient-based MPC (gradient-based planning with world models, Alg. 1)."""
+
+    name: str = "grad"
+    num_candidates: int = 16
+    iterations: int = 10
+    learning_rate: float = 0.05
+    init: str = "normal"  # normal: N(0, 1) candidates (Grad-MPC) | policy: proposal rollouts (Policy+Grad-MPC)
+    warm_start: bool = True
+
+
+PLANNER_CONFIGS: Dict[str, type] = {
+    "none": NoPlannerConfig,
+    "smc": SMCConfig,
+    "cem": CEMConfig,
+    "mppi": MPPIConfig,
+    "grad": GradConfig,
+}
+
+
 MODEL_CONFIGS: Dict[str, type] = {
     "none": NoModelConfig,
     "mlp": MLPModelConfig,
@@ -202,6 +284,7 @@ class Config:
     env: EnvConfig = EnvConfig()
     agent: Any = SACConfig()
     model: Any = NoModelConfig()
+    planner: Any = NoPlannerConfig()
     replay: ReplayConfig = ReplayConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
@@ -219,6 +302,10 @@ CHOICES: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("agent", "entropy_schedule"): ("constant", "decay"),
     ("log", "wandb"): ("disabled", "offline", "online"),
     ("model", "rollout"): ("mean", "random", "ts_inf"),
+    ("planner", "reward"): ("known", "model"),
+    ("planner", "proposal"): ("gaussian", "policy", "proprio", "mixture"),
+    ("planner", "value"): ("none", "learner"),
+    ("planner", "init"): ("normal", "policy"),
 }
 
 
@@ -306,6 +393,7 @@ def _check_ranges(cfg: Config) -> None:
     if cfg.env.episode_length is not None and cfg.env.episode_length <= 0:
         raise ConfigError(f"env.episode_length must be positive, got {cfg.env.episode_length}")
     _check_model(cfg)
+    _check_planner(cfg)
     if cfg.replay.capacity < cfg.env.num_envs * 2:
         raise ConfigError(f"replay.capacity ({cfg.replay.capacity}) must hold at least two steps of all {cfg.env.num_envs} envs")
 
@@ -346,13 +434,53 @@ def _check_model(cfg: Config) -> None:
         raise ConfigError(f"model.seq_len ({m.seq_len}) does not fit in the replay buffer ({cfg.replay.capacity // cfg.env.num_envs} steps per env)")
 
 
+def _check_planner(cfg: Config) -> None:
+    """Rejects planner settings that cannot work, before anything runs."""
+    p = cfg.planner
+    if p.name == "none":
+        return
+    if p.horizon < 1:
+        raise ConfigError(f"planner.horizon must be >= 1, got {p.horizon}")
+    if not 0.0 < p.discount <= 1.0:
+        raise ConfigError(f"planner.discount must be in (0, 1], got {p.discount}")
+    for key in ("num_particles", "num_samples", "num_candidates", "iterations", "value_samples"):
+        value = getattr(p, key, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"planner.{key} must be >= 1, got {value}")
+    for key in ("temperature", "learning_rate", "noise_sigma", "sigma_init", "proposal_sigma"):
+        value = getattr(p, key, None)
+        if value is not None and value <= 0:
+            raise ConfigError(f"planner.{key} must be > 0, got {value}")
+    if p.name == "cem":
+        if int(round(p.elite_fraction * p.num_samples)) < 1:
+            raise ConfigError(
+                f"planner.elite_fraction ({p.elite_fraction}) x num_samples ({p.num_samples}) leaves zero elites"
+            )
+        for key in ("alpha_mean", "alpha_std", "elite_fraction"):
+            if not 0.0 < getattr(p, key) <= 1.0:
+                raise ConfigError(f"planner.{key} must be in (0, 1], got {getattr(p, key)}")
+    if not 0.0 <= p.p_plan <= 1.0:
+        raise ConfigError(f"planner.p_plan must be in [0, 1], got {p.p_plan}")
+    if cfg.model.name == "none":
+        raise ConfigError("a planner needs a model: set model.name (oracle, or a learned model)")
+    if p.reward == "known":
+        from mjxmbrl.envs.rewards import KNOWN_REWARDS
+
+        if cfg.env.name not in KNOWN_REWARDS and cfg.model.name != "oracle":
+            raise ConfigError(
+                f"planner.reward=known, but env '{cfg.env.name}' has no known reward function; use planner.reward=model"
+            )
+    elif cfg.model.name in ("mlp", "ensemble") and not cfg.model.learn_reward:
+        raise ConfigError(f"planner.reward=model needs a reward model: set model.learn_reward=true (or planner.reward=known)")
+
+
 def config_from_dict(raw: Dict[str, Any]) -> Config:
     """Builds and validates a Config from a nested dict (as read from YAML)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
-    valid = list(SECTIONS) + ["agent", "model"]
+    valid = list(SECTIONS) + ["agent", "model", "planner"]
     for section in raw:
         if section not in valid:
             raise ConfigError(f"unknown config section '{section}'" + _suggest(section, valid))
@@ -367,6 +495,11 @@ def config_from_dict(raw: Dict[str, Any]) -> Config:
     if model_name not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model '{model_name}'" + _suggest(str(model_name), list(MODEL_CONFIGS)))
     built["model"] = _build_section("model", MODEL_CONFIGS[model_name], model_raw)
+    planner_raw = dict(raw.get("planner") or {})
+    planner_name = planner_raw.get("name", "none")
+    if planner_name not in PLANNER_CONFIGS:
+        raise ConfigError(f"unknown planner '{planner_name}'" + _suggest(str(planner_name), list(PLANNER_CONFIGS)))
+    built["planner"] = _build_section("planner", PLANNER_CONFIGS[planner_name], planner_raw)
     cfg = Config(**built)
     _check_ranges(cfg)
     return cfg
@@ -382,7 +515,7 @@ def config_to_dict(cfg: Config) -> Dict[str, Any]:
 
     return {
         section: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
-        for section in ("env", "agent", "model", "replay", "train", "log")
+        for section in ("env", "agent", "model", "planner", "replay", "train", "log")
     }
 
 

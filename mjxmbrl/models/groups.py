@@ -87,6 +87,10 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
 }
 
 
+# Task-specific groups (targets, goals): the task-agnostic proposal (Byravan Sec. 5.4) does not see them.
+TASK_GROUPS = ("to_target", "target", "goal")
+
+
 def get_groups(env_name: str) -> Tuple[ObsGroup, ...]:
     """The groups of `env_name`; KeyError if it declares none."""
     return OBS_GROUPS[env_name]

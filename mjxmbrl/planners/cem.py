@@ -1,0 +1,78 @@
+"""Cross-entropy method planner (Byravan et al. 2022, App. B, Alg. 3).
+
+The mean plan mu [H, A] starts from an open-loop rollout of the proposal
+through the model (or, with `warm_start`, from the previous plan shifted by one
+step); sigma = sigma_init. Each of I iterations samples S sequences from
+N(mu, sigma) (clipped to the action bounds), scores them with the shared core,
+keeps the top E = elite_fraction * S, and smooths
+
+    mu    <- (1 - alpha_mean) mu    + alpha_mean mu_elite        (alpha_mean = 0.9)
+    sigma <- (1 - alpha_std)  sigma + alpha_std  sigma_elite     (alpha_std = 0.5)
+
+The first action of mu is returned.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mjxmbrl.planners.base import Planner, RolloutCore, clip_actions
+
+
+def elite_update(mu, sigma, samples, returns, num_elites: int, alpha_mean: float, alpha_std: float):
+    """One smoothed CEM update from samples [S, H, A] and returns [S] -> (mu, sigma) [H, A]."""
+    _, idx = jax.lax.top_k(returns, num_elites)
+    elites = samples[idx]
+    mu_new = (1.0 - alpha_mean) * mu + alpha_mean * jnp.mean(elites, axis=0)
+    sigma_new = (1.0 - alpha_std) * sigma + alpha_std * jnp.std(elites, axis=0)
+    return mu_new, sigma_new
+
+
+def proposal_rollout(core: RolloutCore, proposal, pp, obs, sim_state, key, horizon: int, progress):
+    """Open-loop actions [H, A] of one proposal rollout through the model (Alg. 3, line 2)."""
+    k_init, k_roll = jax.random.split(key)
+    z = core.initial_particles(pp, obs, k_init, 1, sim_state)
+
+    def body(z, k):
+        k_prop, k_step = jax.random.split(k)
+        a = proposal(pp, core.observe(pp, z), k_prop, progress)
+        z, _, _ = core.step(pp, z, a, k_step)
+        return z, a[0]
+
+    return jax.lax.scan(body, z, jax.random.split(k_roll, horizon))[1]
+
+
+def make_cem(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
+    """cfg: num_samples, horizon, iterations, elite_fraction, sigma_init, alpha_mean, alpha_std, warm_start."""
+    num, horizon = cfg.num_samples, cfg.horizon
+    num_elites = max(1, int(round(cfg.elite_fraction * num)))
+
+    def init(key):
+        del key
+        return {"mean": jnp.zeros((horizon, action_size)), "has_plan": jnp.zeros((), bool)}
+
+    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+        k_prop, k_init, k_iters = jax.random.split(key, 3)
+        from_proposal = proposal_rollout(core, proposal, pp, obs, sim_state, k_prop, horizon, progress)
+        if cfg.warm_start:
+            shifted = jnp.concatenate([planner_state["mean"][1:], from_proposal[-1:]], axis=0)
+            mu = jnp.where(planner_state["has_plan"], shifted, from_proposal)
+        else:
+            mu = from_proposal
+        sigma = jnp.full((horizon, action_size), cfg.sigma_init)
+        z0 = core.initial_particles(pp, obs, k_init, num, sim_state)
+
+        def iteration(carry, k):
+            mu, sigma = carry
+            k_noise, k_score = jax.random.split(k)
+            samples = clip_actions(mu + sigma * jax.random.normal(k_noise, (num, horizon, action_size)))
+            returns = core.score(pp, z0, samples, k_score)
+            mu, sigma = elite_update(mu, sigma, samples, returns, num_elites, cfg.alpha_mean, cfg.alpha_std)
+            return (mu, sigma), jnp.max(returns)
+
+        (mu, sigma), best = jax.lax.scan(iteration, (mu, sigma), jax.random.split(k_iters, cfg.iterations))
+        state = {"mean": mu, "has_plan": jnp.ones((), bool)}
+        return mu[0], state, {"planner/return_max": best[-1], "planner/sigma_mean": jnp.mean(sigma)}
+
+    return Planner(init=init, plan=plan)

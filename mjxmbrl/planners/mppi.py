@@ -1,0 +1,58 @@
+"""Model predictive path integral control (Williams et al. 2017), as POLO uses it (Lowrey et al. 2019, App. A).
+
+The planner keeps a mean plan mu [H, A], warm-started by shifting the previous
+plan one step (the last action repeated). Each call samples N perturbed
+sequences a_n = clip(mu + eps_n), eps_n ~ N(0, sigma^2) (the first one is mu
+itself), scores them with the shared core and sets
+
+    w_n = exp((R_n - max R) / lambda) / sum_m exp((R_m - max R) / lambda)
+    mu  <- sum_n w_n a_n
+
+for `iterations` rounds; the first action of mu is executed.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mjxmbrl.planners.base import Planner, RolloutCore, clip_actions
+
+
+def mppi_weights(returns: jax.Array, temperature: float) -> jax.Array:
+    """softmax(R / lambda) computed stably: [N] -> [N], non-negative, summing to one."""
+    return jax.nn.softmax((returns - jnp.max(returns)) / temperature)
+
+
+def make_mppi(cfg, core: RolloutCore, action_size: int) -> Planner:
+    """cfg: num_samples, horizon, temperature, noise_sigma, iterations."""
+    num, horizon = cfg.num_samples, cfg.horizon
+
+    def init(key):
+        del key
+        return {"mean": jnp.zeros((horizon, action_size))}
+
+    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+        del progress
+        k_init, k_iters = jax.random.split(key)
+        mean = planner_state["mean"]
+        z0 = core.initial_particles(pp, obs, k_init, num, sim_state)
+
+        def iteration(mean, k):
+            k_noise, k_score = jax.random.split(k)
+            noise = cfg.noise_sigma * jax.random.normal(k_noise, (num, horizon, action_size))
+            noise = noise.at[0].set(0.0)  # keep the current mean among the candidates
+            samples = clip_actions(mean[None] + noise)
+            returns = core.score(pp, z0, samples, k_score)
+            weights = mppi_weights(returns, cfg.temperature)
+            return jnp.einsum("n,nha->ha", weights, samples), (jnp.max(returns), effective(weights))
+
+        mean, (best, ess) = jax.lax.scan(iteration, mean, jax.random.split(k_iters, cfg.iterations))
+        shifted = jnp.concatenate([mean[1:], mean[-1:]], axis=0)
+        return mean[0], {"mean": shifted}, {"planner/return_max": best[-1], "planner/ess": ess[-1]}
+
+    return Planner(init=init, plan=plan)
+
+
+def effective(weights: jax.Array) -> jax.Array:
+    return 1.0 / jnp.sum(jnp.square(weights))

@@ -1,0 +1,68 @@
+"""Sequential Monte Carlo planner (Byravan et al. 2022, App. B, Alg. 2; Piche et al. 2019).
+
+S particles start at the current state. At each of H steps every particle
+samples an action from the proposal, takes a model step and receives a reward;
+its advantage A_t = r_t + gamma V(s_{t+1}) - V(s_t) (A_t = r_t without a value)
+sets a resampling weight w ∝ exp(A_t / tau), and the particle set (with each
+particle's first action) is resampled multinomially. The plan is the first
+action of a uniformly drawn surviving particle. Metrics report the effective
+sample size 1 / sum w^2 averaged over steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mjxmbrl.planners.base import Planner, RolloutCore
+
+
+def resampling_weights(advantages: jax.Array, temperature: float) -> jax.Array:
+    """softmax(A / tau): [S] -> [S], summing to one."""
+    return jax.nn.softmax(advantages / temperature)
+
+
+def multinomial_resample(key: jax.Array, weights: jax.Array) -> jax.Array:
+    """S ancestor indices drawn i.i.d. from Categorical(weights): [S] -> [S] int32 (Alg. 2, line 10)."""
+    return jax.random.categorical(key, jnp.log(jnp.maximum(weights, 1e-30)), shape=weights.shape).astype(jnp.int32)
+
+
+def effective_sample_size(weights: jax.Array) -> jax.Array:
+    return 1.0 / jnp.sum(jnp.square(weights))
+
+
+def make_smc(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
+    """cfg: SMC settings (num_particles, horizon, temperature); proposal: proposals.Proposal."""
+    num, horizon, tau = cfg.num_particles, cfg.horizon, cfg.temperature
+
+    def init(key):
+        del key
+        return {}
+
+    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+        k_init, k_steps, k_pick = jax.random.split(key, 3)
+        z = core.initial_particles(pp, obs, k_init, num, sim_state)
+
+        def body(carry, inputs):
+            z, first_action, value_now, alive = carry
+            k, t = inputs
+            k_prop, k_step, k_val, k_res = jax.random.split(k, 4)
+            actions = proposal(pp, core.observe(pp, z), k_prop, progress)
+            z_next, reward, still = core.step(pp, z, actions, k_step)
+            value_next = core.value(pp, z_next, k_val)
+            advantage = alive * (reward + core.discount * still * value_next) - alive * value_now
+            weights = resampling_weights(advantage, tau)
+            first_action = jnp.where(t == 0, actions, first_action)
+            idx = multinomial_resample(k_res, weights)
+            pick = lambda x: x[idx]
+            carry = (jax.tree.map(pick, z_next), pick(first_action), pick(value_next), pick(alive * still))
+            return carry, (effective_sample_size(weights), jnp.mean(reward))
+
+        init = (z, jnp.zeros((num, action_size)), core.value(pp, z, k_steps), jnp.ones((num,)))
+        steps = (jax.random.split(k_steps, horizon), jnp.arange(horizon))
+        (z, first_action, _, _), (ess, rewards) = jax.lax.scan(body, init, steps)
+        chosen = jax.random.randint(k_pick, (), 0, num)
+        metrics = {"planner/ess": jnp.mean(ess), "planner/reward_mean": jnp.mean(rewards)}
+        return first_action[chosen], planner_state, metrics
+
+    return Planner(init=init, plan=plan)
