@@ -179,7 +179,10 @@ def _baseline_predictions(w_linear: np.ndarray, obs0: np.ndarray, actions: np.nd
 
 
 def model_settings(path: Optional[Path]) -> Dict[str, Any]:
-    """Per-model config overrides from a YAML mapping {model name: {key: value}} (None: paper defaults)."""
+    """Per-model config overrides from a YAML mapping {model name: {key: value}} (None: paper defaults).
+
+    Besides model config keys, `updates` sets that model's number of gradient updates.
+    """
     if path is None:
         return {}
     raw = read_yaml(path)
@@ -221,7 +224,7 @@ def train_and_predict(name: str, cfg, env_cfg: EnvConfig, train: tuple, windows:
     final = {k: float(np.asarray(v)[-max(1, updates // 20) :].mean()) for k, v in metrics.items()}
     if not all(math.isfinite(v) for v in final.values()):
         raise MjxmbrlError(f"model '{name}' diverged during model-eval training (non-finite {[k for k, v in final.items() if not math.isfinite(v)]})")
-    if name == "ensemble":  # evaluate the ensemble's mean prediction
+    if name in ("ensemble", "rssm"):  # evaluate the mean prediction of the stochastic models
         model = make_model(dataclasses.replace(cfg, rollout="mean"), env_cfg, data.obs.shape[-1], data.action.shape[-1])
 
     @jax.jit
@@ -251,7 +254,8 @@ def run_model_eval(
         if name not in LEARNED:
             raise MjxmbrlError(f"unknown model '{name}' for model-eval (valid: {', '.join(LEARNED)})")
     model_overrides = model_overrides or {}
-    cfgs = {name: build_model_config(name, model_overrides.get(name, {})) for name in models}
+    updates = {n: int(model_overrides.get(n, {}).get("updates", settings.updates)) for n in models}
+    cfgs = {n: build_model_config(n, {k: v for k, v in model_overrides.get(n, {}).items() if k != "updates"}) for n in models}
     if "mlp" in cfgs:
         from mjxmbrl.models.groups import OBS_GROUPS
 
@@ -290,9 +294,9 @@ def run_model_eval(
         curves[label] = error_by_horizon(pred, windows[2], std)
     train_info = {}
     for i, name in enumerate(models):
-        pred, seconds, final = train_and_predict(name, cfgs[name], env_cfg, train, windows, settings.updates, jax.random.fold_in(k_models, i))
+        pred, seconds, final = train_and_predict(name, cfgs[name], env_cfg, train, windows, updates[name], jax.random.fold_in(k_models, i))
         curves[name] = error_by_horizon(pred, windows[2], std)
-        train_info[name] = {"train_seconds": seconds, "final_train_metrics": final}
+        train_info[name] = {"train_seconds": seconds, "updates": updates[name], "final_train_metrics": final}
         print(f"model-eval {env_cfg.name}: {name} trained in {seconds:.0f}s; error@1 {curves[name][0]:.3g} @10 {curves[name][9]:.3g}", flush=True)
 
     best_baseline = np.minimum(curves["no change"], curves["linear (least squares)"])

@@ -25,6 +25,7 @@ from mjxmbrl.learners import make_learner
 from mjxmbrl.learners.base import Learner
 from mjxmbrl.models import make_model
 from mjxmbrl.models.trainer import ModelTrainer, make_model_trainer
+from mjxmbrl.planners.base import PlanParams
 from mjxmbrl.replay import ReplayState, make_replay
 from mjxmbrl.types import Metrics, Transition
 
@@ -42,6 +43,7 @@ class TrainState:
     replay: ReplayState
     learner: Any
     model: Any  # ModelState of the learned world model, or {} without one
+    planner: Any  # per-env planner states [num_envs, ...] (warm starts), or {} without a planner
     episode_return: jax.Array  # [num_envs] return of each env's running episode
     env_steps: jax.Array  # int32: simulator control steps over all envs (action repeat counted)
     train_steps: jax.Array  # int32: vectorised env steps taken
@@ -56,6 +58,8 @@ class Components(NamedTuple):
     evaluate: Any  # jitted (key, policy_params, obs_stats) -> EvalResult
     model: Any = None  # Model, or None (cfg.model.name "none")
     model_trainer: Optional[ModelTrainer] = None  # None also for the oracle (nothing to train)
+    planner: Any = None  # Planner acting in the envs, or None
+    proposal: Any = None  # the planner's proposal: the action taken when the planner is not (p_plan)
 
     @property
     def env_steps_per_train_step(self) -> int:
@@ -79,7 +83,12 @@ def build(cfg: Config) -> Components:
     if cfg.model.name != "none":
         model = make_model(cfg.model, cfg.env, env.observation_size, env.action_size)
         trainer = make_model_trainer(model, cfg.model) if model.loss is not None else None
-    return Components(cfg, env, replay, learner, evaluate, model, trainer)
+    planner = proposal = None
+    if cfg.planner.name != "none":
+        from mjxmbrl.planners import make_planner
+
+        planner, _, proposal = make_planner(cfg.planner, model, cfg.env, env.observation_size, env.action_size, learner)
+    return Components(cfg, env, replay, learner, evaluate, model, trainer, planner, proposal)
 
 
 def init_state(components: Components) -> TrainState:
@@ -96,6 +105,7 @@ def init_state(components: Components) -> TrainState:
         replay=components.replay.init(),
         learner=components.learner.init(learner_key),
         model=components.model_trainer.init(model_key) if components.model_trainer is not None else {},
+        planner=jax.vmap(components.planner.init)(jax.random.split(model_key, cfg.env.num_envs)) if components.planner is not None else {},
         episode_return=jnp.zeros((cfg.env.num_envs,), jnp.float32),
         env_steps=jnp.zeros((), jnp.int32),
         train_steps=jnp.zeros((), jnp.int32),
@@ -162,15 +172,42 @@ def make_train_step(components: Components):
         )
         return model_state, metrics, ready
 
+    planner, proposal = components.planner, components.proposal
+
+    def act_with_planner(key, ts: TrainState):
+        """Byravan et al. Alg. 1: per env, the planner's action with probability p_plan, else the proposal's."""
+        k_plan, k_prop, k_mix = jax.random.split(key, 3)
+        pp = PlanParams(
+            model=ts.model.params if trainer is not None else {},
+            policy=learner.policy_params(ts.learner),
+            value=(ts.learner, ts.obs_stats),
+            obs_stats=ts.obs_stats,
+        )
+        progress = ts.env_steps.astype(jnp.float32) / cfg.train.total_env_steps
+        plan_all = jax.vmap(planner.plan, in_axes=(0, 0, 0, 0, None, None))
+        keys = jax.random.split(k_plan, cfg.env.num_envs)
+        planned_action, planner_state, metrics = plan_all(keys, ts.planner, ts.env_state.obs, ts.env_state, pp, progress)
+        proposed = proposal(pp, ts.env_state.obs, k_prop, progress)
+        use_plan = jax.random.uniform(k_mix, (cfg.env.num_envs,)) < cfg.planner.p_plan
+        action = jnp.where(use_plan[:, None], planned_action, proposed)
+        metrics = {k: jnp.mean(v) for k, v in metrics.items()}
+        return action, use_plan.astype(jnp.float32), planner_state, metrics
+
     def train_step(ts: TrainState, _=None):
         key, act_key, explore_key, learn_key = jax.random.split(ts.key, 4)
         model_key = jax.random.fold_in(learn_key, 1)
         obs = ts.env_state.obs
-        policy_action = learner.policy(
-            learner.policy_params(ts.learner), _maybe_normalize(norm, ts.obs_stats, obs), act_key, False
-        )
+        warmup = ts.env_steps < cfg.train.warmup_env_steps
+        if planner is None:
+            policy_action = learner.policy(
+                learner.policy_params(ts.learner), _maybe_normalize(norm, ts.obs_stats, obs), act_key, False
+            )
+            planned, planner_state, planner_metrics = jnp.zeros((cfg.env.num_envs,)), ts.planner, {}
+        else:
+            policy_action, planned, planner_state, planner_metrics = act_with_planner(act_key, ts)
+            planned = planned * (1.0 - warmup)
         random_action = jax.random.uniform(explore_key, policy_action.shape, minval=-1.0, maxval=1.0)
-        action = jnp.where(ts.env_steps < cfg.train.warmup_env_steps, random_action, policy_action)
+        action = jnp.where(warmup, random_action, policy_action)
 
         env_state = env.step(ts.env_state, action)
         info = env_state.info
@@ -181,6 +218,7 @@ def make_train_step(components: Components):
             next_obs=info["final_obs"],
             terminated=info["terminated"],
             truncated=info["truncated"],
+            planned=planned,
         )
         replay_state = replay.insert(ts.replay, transition)
         obs_stats = update_stats(ts.obs_stats, obs) if norm else ts.obs_stats
@@ -219,6 +257,7 @@ def make_train_step(components: Components):
             replay=replay_state,
             learner=learner_state,
             model=model_state,
+            planner=planner_state,
             episode_return=episode_return,
             env_steps=env_steps,
             train_steps=ts.train_steps + 1,
@@ -230,6 +269,7 @@ def make_train_step(components: Components):
             "train/episodes": finished_count,
             "train/learning": can_learn.astype(jnp.float32),
             "train/model_learning": model_learning.astype(jnp.float32),
+            **({"train/planned_fraction": jnp.mean(planned), **planner_metrics} if planner is not None else {}),
             **learner_metrics,
             **model_metrics,
         }
@@ -275,6 +315,9 @@ def summarize_chunk(metrics: Metrics) -> dict:
             row[key] = float((values * learning).sum() / learning.sum())
         if key.startswith("model/") and model_learning.sum() > 0:
             row[key] = float((values * model_learning).sum() / model_learning.sum())
+    for key, values in m.items():
+        if key.startswith("planner/") or key == "train/planned_fraction":
+            row[key] = float(values.mean())
     row["train/params_finite"] = bool(m["train/params_finite"].all())
     return row
 

@@ -29,6 +29,9 @@ class Transition(NamedTuple):
     next_obs: jax.Array  # [..., obs_dim]
     terminated: jax.Array  # [...] float 0/1
     truncated: jax.Array  # [...] float 0/1
+    # [...] float 0/1: the planner chose this action (Byravan et al. Alg. 1 acting mix); the replay stores
+    # zeros when a transition comes without it (None), e.g. from a model-free agent.
+    planned: Any = None
 
 
 class MjxmbrlError(Exception):

@@ -107,7 +107,7 @@ def test_bench_quick(tmp_path):
         (["model.name=rnn"], "unknown model 'rnn'"),
         (["env.name=humanoid", "model.name=mlp"], "env 'humanoid' declares none"),
         (["model.name=rssm", "model.pixels=true"], "pixel observations are not enabled"),
-        (["model.name=ensemble", "model.rollout=ts"], "model.rollout: 'ts' is not one of mean, random, ts_inf"),
+        (["model.name=ensemble", "model.rollout=ts"], "model.rollout: 'ts' is not one of"),
         (["model.name=gru", "model.seq_len=0"], "model.seq_len must be positive"),
         (["model.name=oracle"], "env 'toy_reach' does not run on MJX"),
     ],
@@ -117,6 +117,47 @@ def test_bad_input_is_one_clear_error(tmp_path, args, message):
     assert proc.returncode == 1
     assert message in error_line(proc)
     assert not any(tmp_path.iterdir()), "a failed start must not leave a run directory behind"
+
+
+ORACLE = ["env.name=CartpoleSwingup", "model.name=oracle"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (ORACLE + ["planner.name=cem", "planner.num_samples=10", "planner.elite_fraction=0.01"], "leaves zero elites"),
+        (ORACLE + ["planner.name=mppi", "planner.horizon=0"], "planner.horizon must be >= 1"),
+        (ORACLE + ["planner.name=smc", "planner.temperature=0"], "planner.temperature must be > 0"),
+        (ORACLE + ["planner.name=mppi", "planner.temperature=-1"], "planner.temperature must be > 0"),
+        (["env.name=CartpoleSwingup", "planner.name=mppi"], "a planner needs a model"),
+        (ORACLE + ["planner.name=astar"], "unknown planner 'astar'"),
+        (ORACLE, "needs a planner"),
+        (ORACLE + ["planner.name=smc", "planner.proposal=policy"], "needs a trained policy"),
+        (["env.name=CartpoleSwingup", "model.name=mlp", "planner.name=cem"], "must come from a training run"),
+    ],
+)
+def test_plan_bad_input_is_one_clear_error(tmp_path, args, message):
+    proc = cli("plan", *args, f"log.runs_dir={tmp_path}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert message in error_line(proc)
+    assert not any(tmp_path.iterdir())
+
+
+def test_plan_rejects_a_source_run_of_another_task(tmp_path, finished_run):
+    proc = cli("plan", *ORACLE, "planner.name=mppi", f"planner.source_run={finished_run}", f"log.runs_dir={tmp_path}")
+    assert proc.returncode == 1 and "was trained on toy_reach" in error_line(proc)
+
+
+def test_plan_runs_mpc_episodes_with_the_oracle(tmp_path):
+    proc = cli(
+        "plan", "env.name=CartpoleBalance", "env.action_repeat=4", "env.episode_length=60", "model.name=oracle",
+        "planner.name=mppi", "planner.num_samples=16", "planner.horizon=5", f"log.runs_dir={tmp_path}",
+        "log.run_name=p", "--episodes", "2",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "p" / "plan.json").read_text())
+    assert len(summary["returns"]) == 2 and summary["return_mean"] > 40  # balanced: ~1 per control step
+    assert (tmp_path / "p" / "plan.png").exists() and (tmp_path / "p" / "config.yaml").exists()
 
 
 def test_model_eval_bad_input(tmp_path, finished_run):

@@ -300,3 +300,18 @@ def test_oracle_reproduces_the_env_transitions_exactly():
     np.testing.assert_array_equal(np.swapaxes(np.asarray(rewards), 0, 1), np.stack(env_rewards))
     with pytest.raises(ValueError, match="sim_state"):
         model.initial_state(params, state.obs[0], None)
+
+
+def test_gaussian_nll_and_beta_weighting_exact():
+    """(y - m)^2 e^{-lv} + lv per dim, mean over dims; beta-NLL scales each dim by e^{beta lv} (no gradient)."""
+    from mjxmbrl.models.ensemble import gaussian_nll
+
+    mean, logvar, y = jnp.array([0.0, 1.0]), jnp.array([0.0, jnp.log(4.0)]), jnp.array([1.0, 3.0])
+    # dim 0: 1 * 1 + 0 = 1; dim 1: 4 / 4 + log 4 = 1 + 1.3863
+    plain = 0.5 * (1.0 + 1.0 + np.log(4.0))
+    assert float(gaussian_nll(mean, logvar, y)) == pytest.approx(plain, rel=1e-6)
+    weighted = 0.5 * (1.0 * 1.0 + (1.0 + np.log(4.0)) * 2.0)  # e^{0.5 log 4} = 2
+    assert float(gaussian_nll(mean, logvar, y, 0.5)) == pytest.approx(weighted, rel=1e-6)
+    grad_m = jax.grad(lambda m: gaussian_nll(m, logvar, y, 0.5))(mean)
+    # d/dm of 0.5 * w * (y - m)^2 e^{-lv}: -w (y - m) e^{-lv}; dim 1: -2 * 2 / 4 = -1; dim 0: -1
+    np.testing.assert_allclose(grad_m, [-1.0, -1.0], rtol=1e-6)

@@ -114,3 +114,25 @@ def test_non_finite_model_loss_is_reported_under_model(tmp_path):
     assert row["train/params_finite"] is False
     assert "model/loss" in _non_finite(row)
     assert np.isfinite(row["learner/critic_loss"])  # the agent itself is fine
+
+
+def test_planner_acts_in_training_with_p_plan_mixing(tmp_path):
+    """Byravan et al. Alg. 1: each env takes the planner's action with probability p_plan; the replay records which."""
+    cfg = load_config(
+        ROOT / "configs/debug.yaml",
+        QUIET + SMALL_MODEL + [
+            "train.warmup_env_steps=16", "agent.batch_size=8", "planner.name=cem", "planner.num_samples=8",
+            "planner.iterations=2", "planner.horizon=3", "planner.proposal=policy", "planner.p_plan=0.5",
+            "env.num_envs=16",
+        ],
+    )
+    components = build(cfg)
+    ts = init_state(components)
+    ts, metrics = make_train_chunk(components, 10)(ts)
+    row = summarize_chunk(metrics)
+    planned = np.asarray(ts.replay.data.planned[: int(ts.replay.size)])
+    assert planned[0].sum() == 0  # warmup steps are random, never planned
+    after = planned[1:].mean()
+    assert 0.3 < after < 0.7, after  # 9 steps x 16 envs at p_plan = 0.5
+    assert "planner/return_max" in row and np.isfinite(row["planner/return_max"])
+    assert row["train/planned_fraction"] == pytest.approx(planned.mean(), abs=1e-6)

@@ -71,9 +71,17 @@ def half_batch_weights(key: jax.Array, num_members: int, batch_size: int) -> jax
     return (ranks < batch_size // 2).astype(jnp.float32)
 
 
-def gaussian_nll(mean: jax.Array, logvar: jax.Array, target: jax.Array) -> jax.Array:
-    """Per-sample Gaussian NLL without the constant: mean over dims of (y - m)^2 e^{-lv} + lv. [..., D] -> [...]."""
-    return jnp.mean(jnp.square(target - mean) * jnp.exp(-logvar) + logvar, axis=-1)
+def gaussian_nll(mean: jax.Array, logvar: jax.Array, target: jax.Array, beta: float = 0.0) -> jax.Array:
+    """Per-sample Gaussian NLL without the constant, mean over dims: [..., D] -> [...].
+
+    Each dimension's term (y - m)^2 e^{-lv} + lv is weighted by stop_grad(e^{lv})^beta
+    (beta-NLL, Seitzer et al. 2022); beta = 0 is the plain NLL of PETS. With beta > 0
+    transitions the model finds hard (large predicted variance) keep pulling on the mean.
+    """
+    nll = jnp.square(target - mean) * jnp.exp(-logvar) + logvar
+    if beta:
+        nll = nll * jax.lax.stop_gradient(jnp.exp(beta * logvar))
+    return jnp.mean(nll, axis=-1)
 
 
 def make_ensemble_model(cfg, obs_size: int, action_size: int) -> Model:
@@ -151,7 +159,7 @@ def make_ensemble_model(cfg, obs_size: int, action_size: int) -> Model:
         target = (flat.next_obs - flat.obs - stats.delta.mean) / std_of(stats.delta)
         means, logvars = all_members(params, flat.obs, flat.action)  # [M, N, D]
         weights = half_batch_weights(half_key, num_members, target.shape[0])  # [M, N]
-        nll = gaussian_nll(means, logvars, target[None])  # [M, N]
+        nll = gaussian_nll(means, logvars, target[None], cfg.nll_beta)  # [M, N]
         member_nll = jnp.sum(nll * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
         bounds = params["net"]["members"]["params"]
         bound_penalty = cfg.logvar_bound_weight * (jnp.sum(bounds["max_logvar"]) - jnp.sum(bounds["min_logvar"]))

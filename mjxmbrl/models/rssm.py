@@ -159,6 +159,12 @@ def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
         min_std=cfg.min_std,
     )
     free_nats = float(cfg.free_nats)
+    rollout = getattr(cfg, "rollout", "sample")
+
+    def draw(dist, key):
+        """Rollouts sample s (PlaNet); rollout="mean" takes the Gaussian's mean (deterministic prediction)."""
+        return dist[0] if rollout == "mean" else sample_gaussian(dist, key)
+
     kl_scale = float(cfg.kl_scale)
 
     def apply(params, method, *args):
@@ -174,13 +180,13 @@ def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
         del sim_state
         h = jnp.zeros((cfg.belief_size,), jnp.float32)
         embedding = apply(params, RSSMNet.encode, normalize_obs(params["stats"], obs))
-        s = sample_gaussian(apply(params, RSSMNet.posterior, h, embedding), key)
+        s = draw(apply(params, RSSMNet.posterior, h, embedding), key)
         return {"h": h, "s": s}
 
     def step(params, z, action, key):
         """One prior step: h' = f(h, s, a), s' ~ p(s' | h') (no observation is fed back)."""
         h = apply(params, RSSMNet.transition, z["h"], z["s"], action)
-        s = sample_gaussian(apply(params, RSSMNet.prior, h), key)
+        s = draw(apply(params, RSSMNet.prior, h), key)
         return {"h": h, "s": s}
 
     def observation(params, z):

@@ -8,10 +8,10 @@ full the oldest row is overwritten. Rows `(ptr - size) % rows, ...,
 (ptr - 1) % rows` hold the stored steps from oldest to newest, so within one
 env consecutive rows (modulo `rows`) are consecutive env steps.
 
-Memory. The buffer holds `rows * num_envs * (2 * obs_size + action_size + 3)`
-float32 numbers (obs, next_obs, action, reward, terminated, truncated), i.e.
-four times that many bytes. With the default capacity of 1M transitions and,
-say, obs_size=67 and action_size=21 that is 1e6 * 158 * 4 B = 632 MB of
+Memory. The buffer holds `rows * num_envs * (2 * obs_size + action_size + 4)`
+float32 numbers (obs, next_obs, action, reward, terminated, truncated,
+planned), i.e. four times that many bytes. With the default capacity of 1M
+transitions and, say, obs_size=67 and action_size=21 that is 1e6 * 159 * 4 B = 636 MB of
 device memory; size `replay.capacity` accordingly.
 
 Every counter (`ptr`, `size`) lives in `ReplayState`, so the buffer is saved,
@@ -36,7 +36,7 @@ class ReplayState:
 
     data: Transition with fields [rows, num_envs, ...] (float32):
         obs/next_obs [rows, num_envs, obs_size], action [rows, num_envs, action_size],
-        reward/terminated/truncated [rows, num_envs].
+        reward/terminated/truncated/planned [rows, num_envs].
     ptr: int32 scalar, the next row to write, in [0, rows).
     size: int32 scalar, rows filled so far, in [0, rows].
     """
@@ -85,6 +85,7 @@ def init_replay(rows: int, num_envs: int, obs_size: int, action_size: int) -> Re
         next_obs=zeros(obs_size),
         terminated=zeros(),
         truncated=zeros(),
+        planned=zeros(),
     )
     return ReplayState(data=data, ptr=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
@@ -98,6 +99,8 @@ def insert(state: ReplayState, transition: Transition) -> ReplayState:
     time and a mismatch raises ValueError naming the field.
     """
     rows = state.rows
+    if transition.planned is None:
+        transition = transition._replace(planned=jnp.zeros_like(state.data.planned[0]))
     for name, buf, x in zip(Transition._fields, state.data, transition):
         if tuple(jnp.shape(x)) != tuple(buf.shape[1:]):
             raise ValueError(
@@ -216,7 +219,7 @@ def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int) -
 
     capacity: transitions over all envs; `rows = capacity // num_envs` steps of
     each env are kept (the remainder is dropped). Device memory is
-    `rows * num_envs * (2 * obs_size + action_size + 3)` float32 numbers.
+    `rows * num_envs * (2 * obs_size + action_size + 4)` float32 numbers.
     """
     if num_envs < 1 or obs_size < 1 or action_size < 1:
         raise ValueError(
