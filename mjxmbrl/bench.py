@@ -214,3 +214,89 @@ def bench_models(quick: bool = False, out: Optional[str] = None, env_name: str =
         with open(out, "a") as f:
             f.write(report + "\n")
     return report
+
+
+def bench_planners(quick: bool = False, out: Optional[str] = None, env_name: str = "CartpoleSwingup", action_repeat: int = 4) -> str:
+    """Planner overhead: time per plan / time of the raw model rollouts it needs, for the oracle and the MLP.
+
+    Raw rollouts: the same particles x horizon x iterations of vmapped model steps
+    (initial particles, step, observation), in one jitted scan; for the gradient
+    planner the raw cost is the forward and backward pass of those rollouts.
+    Both are timed in this process after compilation, best of 5 calls.
+    """
+    import dataclasses
+
+    from mjxmbrl.config import CEMConfig, GradConfig, MLPModelConfig, MPPIConfig, OracleModelConfig, SMCConfig
+    from mjxmbrl.envs import make_vector_env
+    from mjxmbrl.models import make_model
+    from mjxmbrl.models.base import init_model_stats, update_model_stats
+    from mjxmbrl.planners import PlanParams, make_planner
+    from mjxmbrl.types import Transition
+
+    particles, horizon = (8, 3) if quick else (256, 10)
+    env_cfg = EnvConfig(name="CartpoleSwingup" if quick else env_name, action_repeat=1 if quick else action_repeat)
+    probe = make_vector_env(env_cfg.name, 1, impl=env_cfg.impl, action_repeat=env_cfg.action_repeat, auto_reset=False)
+    sim_state = jax.tree.map(lambda x: x[0], probe.reset(jax.random.PRNGKey(0)))
+    obs, act = sim_state.obs, probe.action_size
+    common = dict(horizon=horizon, reward="known")
+    planners = {
+        "smc": (dataclasses.replace(SMCConfig(), num_particles=particles, temperature=0.1, **common), 1),
+        "cem": (dataclasses.replace(CEMConfig(), num_samples=particles, iterations=3, **common), 3),
+        "mppi": (dataclasses.replace(MPPIConfig(), num_samples=particles, iterations=1, **common), 1),
+        "grad": (dataclasses.replace(GradConfig(), num_candidates=particles // 8, iterations=5, **common), 5),
+    }
+    models = {"oracle": OracleModelConfig(), "mlp": MLPModelConfig(hidden_sizes=(32,) if quick else (256, 256, 256))}
+    rows = []
+    for model_name, model_cfg in models.items():
+        model = make_model(model_cfg, env_cfg, probe.observation_size, act)
+        params = model.init(jax.random.PRNGKey(1))
+        if "stats" in params:
+            fake = Transition(obs[None], jnp.zeros((1, act)), jnp.zeros(1), obs[None] + 0.01, jnp.zeros(1), jnp.zeros(1))
+            params = {**params, "stats": update_model_stats(init_model_stats(obs.shape[0]), fake)}
+        pp = PlanParams(model=params)
+        for planner_name, (pcfg, iterations) in planners.items():
+            n = pcfg.num_candidates if planner_name == "grad" else particles
+            planner, core, _ = make_planner(pcfg, model, env_cfg, probe.observation_size, act)
+            plan = jax.jit(lambda key, state: planner.plan(key, state, obs, sim_state, pp))
+
+            def rollout_returns(actions, key, n=n):
+                z = core.initial_particles(pp, obs, key, n, sim_state)
+
+                def body(z, a):
+                    z = jax.vmap(lambda zi, ai: model.step(pp.model, zi, ai, key))(z, a)
+                    return z, jnp.sum(core.observe(pp, z))
+
+                return jnp.sum(jax.lax.scan(body, z, jnp.swapaxes(actions, 0, 1))[1])
+
+            grad_mode = planner_name == "grad"
+
+            @jax.jit
+            def raw(key, grad_mode=grad_mode, n=n, iterations=iterations):
+                actions = jax.random.uniform(key, (iterations, n, horizon, act), minval=-1, maxval=1)
+                fn = jax.value_and_grad(rollout_returns) if grad_mode else rollout_returns
+                return jax.lax.map(lambda a: fn(a, key), actions)
+
+            state = planner.init(jax.random.PRNGKey(0))
+            timed(plan, jax.random.PRNGKey(2), state)
+            timed(raw, jax.random.PRNGKey(2))
+            plan_s = min(timed(plan, jax.random.PRNGKey(3 + i), state)[1] for i in range(5))
+            raw_s = min(timed(raw, jax.random.PRNGKey(3 + i))[1] for i in range(5))
+            rows.append((model_name, planner_name, n, iterations, plan_s, raw_s))
+
+    lines = [
+        f"### Planner overhead ({'quick' if quick else env_cfg.name + f', action repeat {env_cfg.action_repeat}'})",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: {platform.node()} ({platform.machine()}, "
+        f"{jax.devices()[0].platform.upper()} x{jax.device_count()} {jax.devices()[0].device_kind}, {_cpu_count()} cores); jax {jax.__version__}",
+        f"- command: `mjxmbrl bench planners{' --quick' if quick else ''}`",
+        f"- horizon {horizon}; ratio = time per plan / time of the raw model rollouts it needs "
+        "(same particles x horizon x iterations; forward + backward for grad), best of 5, one process",
+        "",
+        "| model | planner | particles | iterations | plan ms | raw rollouts ms | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ] + [f"| {m} | {p} | {n} | {i} | {a * 1e3:.1f} | {b * 1e3:.1f} | {a / b:.2f} |" for m, p, n, i, a, b in rows] + [""]
+    report = "\n".join(lines)
+    if out:
+        with open(out, "a") as f:
+            f.write(report + "\n")
+    return report

@@ -142,9 +142,10 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from mjxmbrl.bench import bench_models, bench_sac
+    from mjxmbrl.bench import bench_models, bench_planners, bench_sac
 
-    report = bench_sac(quick=args.quick, out=args.out) if args.what == "sac" else bench_models(quick=args.quick, out=args.out)
+    bench = {"sac": bench_sac, "models": bench_models, "planners": bench_planners}[args.what]
+    report = bench(quick=args.quick, out=args.out)
     print(report)
     return 0
 
@@ -197,7 +198,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_plot)
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")
-    p.add_argument("what", choices=["sac", "models"])
+    p.add_argument("what", choices=["sac", "models", "planners"])
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument("--out", default=None, help="markdown file to append the results to")
     p.set_defaults(fn=_cmd_bench)
