@@ -197,6 +197,7 @@ class SMCConfig(_PlannerCommon):
     name: str = "smc"
     num_particles: int = 250
     temperature: float = 0.01
+    warm_start: bool = False  # our addition: centre the Gaussian proposal on the previous plan (planners/smc.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,6 +468,8 @@ def _check_planner(cfg: Config) -> None:
         for key in ("alpha_mean", "alpha_std", "elite_fraction"):
             if not 0.0 < getattr(p, key) <= 1.0:
                 raise ConfigError(f"planner.{key} must be in (0, 1], got {getattr(p, key)}")
+    if p.name == "smc" and p.warm_start and p.proposal != "gaussian":
+        raise ConfigError("planner.warm_start for SMC centres the Gaussian proposal on the previous plan: it needs planner.proposal=gaussian")
     if not 0.0 <= p.p_plan <= 1.0:
         raise ConfigError(f"planner.p_plan must be in [0, 1], got {p.p_plan}")
     if cfg.model.name == "none":
