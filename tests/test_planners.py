@@ -178,3 +178,19 @@ def test_gradient_planning_through_the_differentiable_simulator():
     assert np.all(np.isfinite(grads)) and float(jnp.abs(grads).max()) > 0
     _, history = jax.jit(lambda a: gradient_ascent(objective, a, optax.adam(0.05), 6))(start)
     assert float(history[-1]) > float(history[0])
+
+
+def test_gradient_planner_drops_nan_gradients():
+    """A jnp.where branch that is singular off-branch gives NaN gradients (as simulator rewards can)."""
+    target = jnp.full((2, 3, 1), 0.4)
+
+    def objective(a):
+        smooth = -jnp.sum(jnp.square(a - target), axis=(1, 2))
+        first = a[:, :1]  # only the first step's gradient is poisoned: d/da is NaN for a >= 0
+        singular = jnp.sum(jnp.where(first > 5.0, jnp.sqrt(-first), 0.0), axis=(1, 2))
+        return smooth + singular
+
+    assert not np.all(np.isfinite(jax.grad(lambda a: jnp.sum(objective(a)))(jnp.full((2, 3, 1), 0.1))))
+    actions, history = gradient_ascent(objective, jnp.zeros((2, 3, 1)), optax.sgd(0.1), 10)
+    assert np.all(np.isfinite(actions)) and np.all(np.isfinite(history))
+    assert float(history[-1]) > float(history[0])

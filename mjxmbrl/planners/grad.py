@@ -32,6 +32,9 @@ def gradient_ascent(objective, actions, optimizer, iterations: int):
     def step(carry, _):
         actions, opt_state = carry
         returns, grads = jax.value_and_grad(lambda a: jnp.sum(objective(a)))(actions)
+        # Simulator gradients can be NaN where a branch not taken is singular (jnp.where in rewards,
+        # contacts); such entries carry no direction, so they are dropped rather than poisoning the plan.
+        grads = jnp.where(jnp.isfinite(grads), grads, 0.0)
         updates, opt_state = optimizer.update(jax.tree.map(jnp.negative, grads), opt_state, actions)
         actions = clip_actions(optax.apply_updates(actions, updates))
         return (actions, opt_state), returns
@@ -66,7 +69,7 @@ def make_grad(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
 
         actions, history = gradient_ascent(objective, candidates, optimizer, cfg.iterations)
         returns = objective(actions)
-        best = jnp.argmax(returns)
+        best = jnp.argmax(jnp.where(jnp.isfinite(returns), returns, -jnp.inf))
         metrics = {
             "planner/return_max": returns[best],
             "planner/return_mean": jnp.mean(returns),
