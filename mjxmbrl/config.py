@@ -144,7 +144,10 @@ class RSSMModelConfig:
     hidden_size: int = 200
     embedding_size: int = 200  # MLP encoder of proprioceptive observations (PlaNet: 1024 for a CNN)
     min_std: float = 0.1
-    free_nats: float = 3.0
+    # PlaNet uses 3 for 64x64 images; on proprioceptive vectors the KL stays below 3 nats, where max(KL, 3)
+    # has no gradient and the prior (used for open-loop prediction) barely trains: 1.0 cut the 1-step
+    # error on CartpoleSwingup from 0.057 to 0.015 (docs/models.md).
+    free_nats: float = 1.0
     kl_scale: float = 1.0
     learning_rate: float = 1e-3
     adam_eps: float = 1e-4
