@@ -179,7 +179,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="an env name instead of a run directory (random-action data only)")
     p.add_argument("--action-repeat", type=int, default=1, help="with --env: the model step spans this many control steps")
     p.add_argument("--models", default="mlp,gru,ensemble,rssm", help="comma-separated: mlp,gru,ensemble,rssm")
-    p.add_argument("--settings", help="YAML {model: {key: value}} overriding model configs, e.g. configs/model_eval.yaml")
+    p.add_argument("--settings", help="YAML {model: {key: value}} overriding model configs, e.g. configs/model_eval/cpu.yaml")
     p.add_argument("--updates", type=int, help="gradient updates per model (default 3000)")
     p.add_argument("--transitions", type=int, help="agent steps per split, train and held-out (default 25000, whole episodes)")
     p.add_argument("--policy-fraction", type=float, help="share of episodes from the run's policy, the rest random (default 0.5)")

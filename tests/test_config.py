@@ -11,7 +11,13 @@ def test_every_shipped_config_loads():
     paths = sorted((ROOT / "configs").rglob("*.yaml"))
     assert paths, "no configs shipped"
     for path in paths:
-        load_config(path)
+        if path.parent.name == "model_eval":  # model-eval settings: {model: {key: value}}
+            from mjxmbrl.model_eval import build_model_config, model_settings
+
+            for name, values in model_settings(path).items():
+                build_model_config(name, {k: v for k, v in values.items() if k != "updates"})
+        else:
+            load_config(path)
 
 
 def test_overrides_are_typed_and_applied():
