@@ -118,11 +118,14 @@ def test_every_planner_steers_the_integrator_to_its_target(name):
     else:
         planner = make_grad(dataclasses.replace(GradConfig(), num_candidates=8, horizon=5, iterations=30, learning_rate=0.1), core, proposal, 1)
     plan = jax.jit(planner.plan)
-    z, state = jnp.zeros(1), planner.init(None)
-    for t in range(8):
-        a, state, metrics = plan(jax.random.PRNGKey(t), state, z, None, PlanParams(model={}))
-        z = z + 0.5 * a
-    assert abs(float(z[0]) - 0.8) < 0.15, (name, float(z[0]))
+    errors = []
+    for seed in range(4):  # SMC executes a random survivor's first action: judge the mean over seeds
+        z, state = jnp.zeros(1), planner.init(None)
+        for t in range(8):
+            a, state, metrics = plan(jax.random.PRNGKey(100 * seed + t), state, z, None, PlanParams(model={}))
+            z = z + 0.5 * a
+        errors.append(abs(float(z[0]) - 0.8))
+    assert np.mean(errors) < 0.15, (name, errors)  # from 0.8 away at the start
     assert all(np.isfinite(float(v)) for v in metrics.values())
 
 

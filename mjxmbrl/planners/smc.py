@@ -30,8 +30,14 @@ def resampling_weights(advantages: jax.Array, temperature: float) -> jax.Array:
 
 
 def multinomial_resample(key: jax.Array, weights: jax.Array) -> jax.Array:
-    """S ancestor indices drawn i.i.d. from Categorical(weights): [S] -> [S] int32 (Alg. 2, line 10)."""
-    return jax.random.categorical(key, jnp.log(jnp.maximum(weights, 1e-30)), shape=weights.shape).astype(jnp.int32)
+    """S ancestor indices drawn i.i.d. from Categorical(weights): [S] -> [S] int32 (Alg. 2, line 10).
+
+    Inverse-CDF sampling (uniforms looked up in the cumulative weights), O(S log S):
+    `jax.random.categorical` would draw S x S Gumbel numbers per resampling step.
+    """
+    cdf = jnp.cumsum(weights)
+    u = jax.random.uniform(key, weights.shape) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), weights.shape[0] - 1).astype(jnp.int32)
 
 
 def effective_sample_size(weights: jax.Array) -> jax.Array:
