@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +160,27 @@ def test_plan_runs_mpc_episodes_with_the_oracle(tmp_path):
     summary = json.loads((tmp_path / "p" / "plan.json").read_text())
     assert len(summary["returns"]) == 2 and summary["return_mean"] > 40  # balanced: ~1 per control step
     assert (tmp_path / "p" / "plan.png").exists() and (tmp_path / "p" / "config.yaml").exists()
+
+
+def test_plan_with_a_learned_model_policy_and_value_from_a_run(tmp_path):
+    """planner.source_run supplies the trained MLP model, the policy proposal and the value."""
+    run = tmp_path / "runs" / "with_model"
+    proc = cli(
+        "train", ROOT / "configs/debug.yaml", "train.total_env_steps=800", "train.warmup_env_steps=200",
+        "train.log_every=400", "train.eval_every=800", "train.eval_episodes=2", "model.name=mlp",
+        "model.hidden_sizes=[16]", "model.batch_size=16", "model.seq_len=4", f"log.runs_dir={tmp_path / 'runs'}",
+        "log.run_name=with_model", "log.wandb=disabled",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = cli(
+        "plan", "env.name=toy_reach", "model.name=mlp", "planner.name=smc", "planner.num_particles=16",
+        "planner.horizon=4", "planner.proposal=mixture", "planner.value=learner", f"planner.source_run={run}",
+        f"log.runs_dir={tmp_path}", "log.run_name=p", "--episodes", "2",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "p" / "plan.json").read_text())
+    assert summary["model"] == "mlp" and len(summary["returns"]) == 2
+    assert np.isfinite(summary["return_mean"]) and "planner/ess" in summary["planner_metrics"]
 
 
 def test_model_eval_bad_input(tmp_path, finished_run):
