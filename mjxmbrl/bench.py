@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import platform
 import time
-from pathlib import Path
 from typing import Optional
 
 import jax

@@ -123,9 +123,10 @@ def _cmd_list(args) -> int:
                 f"{s.name:<24} {s.family:<10} {s.obs_size:>5} {s.action_size:>4} {s.ctrl_dt:>8.4g} {s.episode_length:>7} {str(s.has_termination):>10}"
             )
     else:
-        from mjxmbrl.config import AGENT_CONFIGS
+        from mjxmbrl.config import AGENT_CONFIGS, MODEL_CONFIGS, PLANNER_CONFIGS
 
-        for name, cls in AGENT_CONFIGS.items():
+        table = {"agents": AGENT_CONFIGS, "models": MODEL_CONFIGS, "planners": PLANNER_CONFIGS}[args.what]
+        for name, cls in table.items():
             print(f"{name:<10} {(cls.__doc__ or '').strip().splitlines()[0]}")
     return 0
 
@@ -188,8 +189,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default RUN_DIR/model_eval or runs/model_eval-ENV)")
     p.set_defaults(fn=_cmd_model_eval)
 
-    p = sub.add_parser("list", help="list registered envs or agents")
-    p.add_argument("what", choices=["envs", "agents"])
+    p = sub.add_parser("list", help="list registered envs, agents, models or planners")
+    p.add_argument("what", choices=["envs", "agents", "models", "planners"])
     p.set_defaults(fn=_cmd_list)
 
     p = sub.add_parser("plot", help="overlay learning curves of runs")

@@ -485,7 +485,7 @@ def _check_planner(cfg: Config) -> None:
                 f"planner.reward=known, but env '{cfg.env.name}' has no known reward function; use planner.reward=model"
             )
     elif cfg.model.name in ("mlp", "ensemble") and not cfg.model.learn_reward:
-        raise ConfigError(f"planner.reward=model needs a reward model: set model.learn_reward=true (or planner.reward=known)")
+        raise ConfigError("planner.reward=model needs a reward model: set model.learn_reward=true (or planner.reward=known)")
 
 
 def config_from_dict(raw: Dict[str, Any]) -> Config:

@@ -59,7 +59,7 @@ class Components(NamedTuple):
     model: Any = None  # Model, or None (cfg.model.name "none")
     model_trainer: Optional[ModelTrainer] = None  # None also for the oracle (nothing to train)
     planner: Any = None  # Planner acting in the envs, or None
-    proposal: Any = None  # the planner's proposal: the action taken when the planner is not (p_plan)
+    proposal: Any = None  # the planner's proposal: acts when the planner does not (probability 1 - p_plan)
 
     @property
     def env_steps_per_train_step(self) -> int:

@@ -80,6 +80,9 @@ def test_list_and_plot(finished_run, tmp_path):
     assert proc.returncode == 0
     assert "CartpoleSwingup" in proc.stdout and "halfcheetah" in proc.stdout and "toy_reach" in proc.stdout
     assert cli("list", "agents").stdout.startswith("sac")
+    models = cli("list", "models").stdout
+    assert all(name in models for name in ("mlp", "gru", "ensemble", "rssm", "oracle"))
+    assert "Sequential Monte Carlo" in cli("list", "planners").stdout
     out = tmp_path / "curves.png"
     proc = cli("plot", finished_run, "--out", out)
     assert proc.returncode == 0, proc.stderr

@@ -158,7 +158,6 @@ def test_multi_step_loss_equals_python_loop(name):
     mask = jnp.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]], jnp.float32)
     loss, metrics = model.loss(params, batch, mask, jax.random.PRNGKey(4))
     std = np.sqrt(np.maximum(np.asarray(params["stats"].obs.var), 1e-6))
-    total, count = np.zeros(D), 0
     per_dim = []
     for b in range(4):
         z = model.initial_state(params, batch.obs[b, 0], None)
