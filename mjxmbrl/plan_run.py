@@ -23,20 +23,8 @@ from mjxmbrl.envs import make_vector_env
 from mjxmbrl.models import make_model
 from mjxmbrl.mpc import make_mpc_episodes
 from mjxmbrl.planners import PlanParams, make_planner
+from mjxmbrl.runner import restore_run
 from mjxmbrl.types import MjxmbrlError
-
-
-def load_source_run(run_dir: Path) -> Tuple[Config, Any, Any]:
-    """(run config, built components, restored TrainState) of a training run's latest checkpoint."""
-    from mjxmbrl.checkpoint import Checkpointer
-    from mjxmbrl.runner import load_run_config
-    from mjxmbrl.train import build, init_state
-
-    run_cfg = load_run_config(run_dir)
-    components = build(run_cfg)
-    like = jax.eval_shape(lambda: init_state(components))
-    ts, _ = Checkpointer(run_dir / "checkpoints", run_cfg.train.keep_checkpoints).restore(like)
-    return run_cfg, components, ts
 
 
 def build_planning(cfg: Config, num_envs: int):
@@ -49,7 +37,7 @@ def build_planning(cfg: Config, num_envs: int):
     model_params: Any = {}
     source = cfg.planner.source_run
     if source is not None:
-        run_cfg, components, ts = load_source_run(Path(source))
+        run_cfg, components, ts = restore_run(Path(source))
         if run_cfg.env.name != cfg.env.name or run_cfg.env.action_repeat != cfg.env.action_repeat:
             raise MjxmbrlError(
                 f"planner.source_run {source} was trained on {run_cfg.env.name} (action repeat {run_cfg.env.action_repeat}), "

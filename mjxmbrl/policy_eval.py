@@ -12,16 +12,11 @@ from mjxmbrl.checkpoint import load_policy
 from mjxmbrl.envs import init_stats, make_vector_env
 from mjxmbrl.evaluate import make_evaluator
 from mjxmbrl.learners import make_learner
-from mjxmbrl.runner import RunError, load_run_config
+from mjxmbrl.runner import RunError, load_run_config, restore_run
 
 
-def _policy_from_checkpoint(run_dir: Path, cfg):
-    from mjxmbrl.checkpoint import Checkpointer
-    from mjxmbrl.train import build, init_state
-
-    components = build(cfg)
-    like = jax.eval_shape(lambda: init_state(components))
-    ts, _ = Checkpointer(run_dir / "checkpoints", cfg.train.keep_checkpoints).restore(like)
+def _policy_from_checkpoint(run_dir: Path):
+    _, components, ts = restore_run(run_dir)
     return components.learner.policy_params(ts.learner), ts.obs_stats, int(ts.env_steps)
 
 
@@ -38,7 +33,7 @@ def evaluate_run(run_dir: Path, episodes: int = 10, seed: int = 0) -> dict:
         obs_stats = extra["obs_stats"]
         env_steps, source = int(meta.get("env_steps", -1)), "policy export"
     else:
-        params, obs_stats, env_steps = _policy_from_checkpoint(run_dir, cfg)
+        params, obs_stats, env_steps = _policy_from_checkpoint(run_dir)
         source = "latest checkpoint"
     evaluate = make_evaluator(cfg.env, learner, episodes)
     result = evaluate(jax.random.PRNGKey(seed), params, obs_stats)

@@ -55,6 +55,15 @@ def load_run_config(run_dir: Path) -> Config:
     return config_from_dict(read_yaml(path))
 
 
+def restore_run(run_dir: Path):
+    """(config, built components, TrainState of the newest checkpoint) of a training run directory."""
+    cfg = load_run_config(run_dir)
+    components = build(cfg)
+    like = jax.eval_shape(lambda: init_state(components))
+    ts, _ = Checkpointer(Path(run_dir) / "checkpoints", cfg.train.keep_checkpoints).restore(like)
+    return cfg, components, ts
+
+
 def eval_key(seed: int, chunk_index: int) -> jax.Array:
     """Evaluation keys never touch the training key stream, so eval cannot change training."""
     return jax.random.fold_in(jax.random.PRNGKey(seed ^ 0x5EED), chunk_index)
