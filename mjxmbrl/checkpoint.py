@@ -507,3 +507,34 @@ def load_policy(path: str | Path, like_params: Any = None, like_extra: Optional[
         extra[name] = _restore_like(like, extra[name], f"extra['{name}']", path)
     return params, extra, meta
 
+
+
+def load_seed_policy(path: str | Path, like_extra: Optional[Dict[str, Any]] = None, seed_index: Optional[int] = None) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:
+    """`load_policy` for the export of a one- or multi-seed run.
+
+    A multi-seed run exports every array with a leading seed axis (its
+    meta.json says `stacked: true` and lists `seeds`); the `like_extra`
+    templates are of one seed and get that axis here. `seed_index` picks one
+    seed's arrays (index i is `seeds[i]`); None keeps the seed axis.
+    """
+    path = Path(path)
+    meta_file = path / POLICY_META_FILE
+    stacked, count = False, 1
+    if meta_file.is_file():
+        try:
+            sidecar = json.loads(meta_file.read_text())
+        except ValueError as err:
+            raise CheckpointError(f"policy metadata {meta_file} is unreadable ({err})") from None
+        stacked, count = bool(sidecar.get("stacked", False)), len(sidecar.get("seeds", [0]))
+    if seed_index is not None and not 0 <= seed_index < count:
+        raise CheckpointError(f"seed index {seed_index} is out of range: the policy in {path} has {count} seed(s)")
+    if stacked:
+        like_extra = {
+            name: jax.tree_util.tree_map(lambda x: np.zeros((count,) + np.shape(x), np.asarray(x).dtype), like)
+            for name, like in (like_extra or {}).items()
+        }
+    params, extra, meta = load_policy(path, like_extra=like_extra)
+    if stacked and seed_index is not None:
+        params = jax.tree_util.tree_map(lambda x: x[seed_index], params)
+        extra = {name: jax.tree_util.tree_map(lambda x: x[seed_index], value) for name, value in extra.items()}
+    return params, extra, meta

@@ -62,7 +62,24 @@ class SACConfig:
     entropy_decay_beta: float = 1.0
 
 
-AGENT_CONFIGS: Dict[str, type] = {"sac": SACConfig}
+@dataclasses.dataclass(frozen=True)
+class SVGConfig(SACConfig):
+    """SAC-SVG(H): SAC whose actor ascends an H-step value expansion through a learned model (Amos et al. 2021)."""
+
+    name: str = "svg"
+    # Table 3 of Amos et al.: actor/critic 2 x 512, LR 1e-4, temperature LR 5e-4, init temperature 0.1.
+    hidden_sizes: Tuple[int, ...] = (512, 512)
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-4
+    alpha_lr: float = 5e-4
+    horizon: int = 2  # H of Eq. 9, in agent steps; 0 is SAC's actor update
+    critic_mve: bool = False  # critic targets from an H-step model expansion (Feinberg et al.; Sec. 5.1.2 ablation)
+    learn_termination: bool = True  # only where the task can terminate (Eq. 12-13); DM Control tasks never do
+    head_sizes: Tuple[int, ...] = (512, 512)  # reward and termination MLPs (Table 3)
+    head_lr: float = 1e-3  # reward and termination LR (Table 3)
+
+
+AGENT_CONFIGS: Dict[str, type] = {"sac": SACConfig, "svg": SVGConfig}
 
 
 # ---- world models (mjxmbrl/models) -------------------------------------------------
@@ -275,6 +292,14 @@ class TrainConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 50_000  # env steps; rounded up to a whole number of chunks
     keep_checkpoints: int = 3
+    # Independent seeds seed, seed+1, ..., seed+num_seeds-1 trained together in one jitted program
+    # (the whole TrainState vmapped over a leading seed axis); summary.json reports their mean and spread.
+    num_seeds: int = 1
+    # Data parallelism: a 1-D device mesh over which envs and the replay's env axis are sharded
+    # (params replicated). 0: every device the program sees; N: the first N. Must divide env.num_envs.
+    devices: int = 0
+    # Multi-host: call jax.distributed.initialize() first (also done when JAX_COORDINATOR_ADDRESS is set).
+    distributed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +309,7 @@ class LogConfig:
     wandb: str = "offline"  # disabled | offline | online
     wandb_project: str = "mjxmbrl"
     wandb_entity: Optional[str] = None
+    wandb_group: Optional[str] = None  # W&B run group; `mjxmbrl sweep` sets it to the sweep's name
     progress: bool = True
 
 
@@ -396,14 +422,65 @@ def _check_ranges(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
+    if cfg.train.num_seeds < 1:
+        raise ConfigError(f"train.num_seeds must be >= 1, got {cfg.train.num_seeds}")
+    if cfg.train.devices < 0:
+        raise ConfigError(f"train.devices must be >= 0 (0: all devices), got {cfg.train.devices}")
+    if cfg.train.devices > 0 and cfg.env.num_envs % cfg.train.devices != 0:
+        raise ConfigError(
+            f"train.devices={cfg.train.devices} does not divide env.num_envs={cfg.env.num_envs}: "
+            "every device steps an equal share of the envs"
+        )
     if cfg.train.updates_per_step < 0 or cfg.train.warmup_env_steps < 0:
         raise ConfigError("train.updates_per_step and train.warmup_env_steps must be >= 0")
     if cfg.env.episode_length is not None and cfg.env.episode_length <= 0:
         raise ConfigError(f"env.episode_length must be positive, got {cfg.env.episode_length}")
+    _check_agent(cfg)
     _check_model(cfg)
     _check_planner(cfg)
     if cfg.replay.capacity < cfg.env.num_envs * 2:
         raise ConfigError(f"replay.capacity ({cfg.replay.capacity}) must hold at least two steps of all {cfg.env.num_envs} envs")
+
+
+def _check_agent(cfg: Config) -> None:
+    """Rejects agent settings that cannot work: schedules, SVG horizons and models, before anything runs."""
+    a = cfg.agent
+    if a.entropy_schedule == "decay" and a.target_entropy_final > a.target_entropy_init:
+        raise ConfigError(
+            f"agent.target_entropy_final ({a.target_entropy_final}) exceeds agent.target_entropy_init "
+            f"({a.target_entropy_init}): the decay of Amos et al. Eq. 14 anneals the target entropy down"
+        )
+    if a.name != "svg":
+        return
+    if a.horizon < 0:
+        raise ConfigError(f"agent.horizon must be >= 0, got {a.horizon}")
+    if a.critic_mve and a.horizon < 1:
+        raise ConfigError("agent.critic_mve expands the critic target through the model: it needs agent.horizon >= 1")
+    m = cfg.model
+    if a.horizon == 0 and not a.critic_mve:
+        return
+    if m.name == "none":
+        raise ConfigError(f"agent svg with horizon {a.horizon} unrolls a learned dynamics model: set model.name=gru (Amos et al. Sec. 4.2)")
+    if m.name == "oracle":
+        if cfg.env.impl == "warp":
+            raise ConfigError(
+                "agent svg differentiates the value expansion through the dynamics, and the Warp-backed oracle "
+                "(env.impl=warp) cannot be differentiated by JAX; use a learned model (model.name=gru)"
+            )
+        raise ConfigError(
+            "agent svg unrolls the model from replayed observations, but the oracle needs full simulator states, "
+            "which the replay buffer does not store; use a learned model (model.name=gru)"
+        )
+    if getattr(m, "learn_reward", False) or getattr(m, "learn_termination", False):
+        raise ConfigError(
+            "agent svg fits its own reward and termination models on single-step batches (Amos et al. Alg. 1); "
+            "set model.learn_reward=false and model.learn_termination=false"
+        )
+    if m.name == "gru" and m.seq_len < a.horizon:
+        raise ConfigError(
+            f"model.seq_len ({m.seq_len}) is shorter than agent.horizon ({a.horizon}): the dynamics would be unrolled "
+            "past the windows they are trained on"
+        )
 
 
 def _check_model(cfg: Config) -> None:
@@ -506,6 +583,13 @@ def config_from_dict(raw: Dict[str, Any]) -> Config:
     built["agent"] = _build_section("agent", AGENT_CONFIGS[agent_name], agent_raw)
     model_raw = dict(raw.get("model") or {})
     model_name = model_raw.get("name", "none")
+    if agent_name == "svg" and model_name in ("mlp", "gru", "ensemble"):
+        # SVG fits reward and termination itself (Alg. 1), so the model's own heads default to off; and
+        # Alg. 1 fits the GRU on windows as long as the expansion it is unrolled for.
+        model_raw.setdefault("learn_reward", False)
+        model_raw.setdefault("learn_termination", False)
+        if model_name == "gru":
+            model_raw.setdefault("seq_len", max(1, built["agent"].horizon))
     if model_name not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model '{model_name}'" + _suggest(str(model_name), list(MODEL_CONFIGS)))
     built["model"] = _build_section("model", MODEL_CONFIGS[model_name], model_raw)

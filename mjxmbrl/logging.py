@@ -190,6 +190,7 @@ class WandbLogger:
         config: Optional[Dict[str, Any]] = None,
         resume_id: Optional[str] = None,
         init_timeout_s: float = 60.0,
+        group: Optional[str] = None,
     ):
         if mode not in WANDB_MODES:
             raise ValueError(f"wandb mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
@@ -216,6 +217,8 @@ class WandbLogger:
                 dir=str(self.run_dir),
                 config=config or {},
             )
+            if group:
+                kwargs["group"] = group  # e.g. all trials of one `mjxmbrl sweep`
             if resume_id:
                 kwargs.update(id=resume_id, resume="allow")
             self._run = wandb.init(**kwargs)
@@ -380,6 +383,21 @@ def _isatty(stream) -> bool:
 # everything together
 
 
+def mean_over_seeds(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One row from the per-seed rows of a chunk: numbers averaged over the rows that have them,
+    booleans and-ed, `seed` dropped (`env_steps` is the same in every row)."""
+    out: Dict[str, Any] = {"env_steps": rows[0]["env_steps"]}
+    keys = [k for k in rows[0] if k not in ("env_steps", "seed")]
+    keys += [k for r in rows[1:] for k in r if k not in keys and k not in ("env_steps", "seed")]
+    for key in keys:
+        values = [r[key] for r in rows if key in r]
+        if all(isinstance(v, bool) for v in values):
+            out[key] = all(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[key] = sum(float(v) for v in values) / len(values)
+    return out
+
+
 class RunLogger:
     """metrics.jsonl (always) + W&B (best effort) + progress, fed one row per chunk."""
 
@@ -396,6 +414,7 @@ class RunLogger:
         config: Optional[Dict[str, Any]] = None,
         resume_id: Optional[str] = None,
         progress: bool = True,
+        group: Optional[str] = None,
     ):
         self.run_dir = Path(run_dir)
         self.metrics = MetricsWriter(self.run_dir / METRICS_FILE)
@@ -407,6 +426,7 @@ class RunLogger:
             run_name=run_name or self.run_dir.name,
             config=config,
             resume_id=resume_id,
+            group=group,
         )
         self.progress = Progress(total_env_steps, initial_env_steps, progress)
 
@@ -424,6 +444,7 @@ class RunLogger:
             config=config,
             resume_id=resume_id,
             progress=log_cfg.progress,
+            group=getattr(log_cfg, "wandb_group", None),
         )
 
     @property
@@ -435,6 +456,16 @@ class RunLogger:
         self.wandb.log(row, clean["env_steps"])
         eval_return = next((row[k] for k in EVAL_RETURN_KEYS if k in row), None)
         self.progress.update(clean["env_steps"], None if eval_return is None else float(eval_return))
+        return clean
+
+    def log_seeds(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """One chunk of a run with one row per seed (each with its `seed`): every row goes to
+        metrics.jsonl, their mean over seeds (`mean_over_seeds`) to W&B and the progress line."""
+        clean = [self.metrics.write(row) for row in rows]
+        mean = mean_over_seeds(clean)
+        self.wandb.log(mean, mean["env_steps"])
+        eval_return = next((mean[k] for k in EVAL_RETURN_KEYS if k in mean), None)
+        self.progress.update(mean["env_steps"], None if eval_return is None else float(eval_return))
         return clean
 
     def close(self) -> None:

@@ -79,14 +79,15 @@ def collect_episodes(env_cfg: EnvConfig, num_episodes: int, act_fn, key) -> tupl
 
 
 def _policy_act_fn(run_dir: Path, env_cfg: EnvConfig, agent_cfg: Any, total_env_steps: int):
-    from mjxmbrl.checkpoint import load_policy
+    from mjxmbrl.checkpoint import load_seed_policy
     from mjxmbrl.learners import make_learner
 
     spec_env = make_vector_env(env_cfg.name, 1, impl=env_cfg.impl)
     learner = make_learner(agent_cfg, spec_env.observation_size, spec_env.action_size, total_env_steps)
     if not (run_dir / "policy").exists():
         raise MjxmbrlError(f"{run_dir} has no exported policy (policy/); finish or resume the run first")
-    params, extra, _ = load_policy(run_dir / "policy", like_extra={"obs_stats": init_stats(spec_env.observation_size)})
+    # A multi-seed run's export holds every seed's policy: its first seed collects the data.
+    params, extra, _ = load_seed_policy(run_dir / "policy", like_extra={"obs_stats": init_stats(spec_env.observation_size)}, seed_index=0)
     stats = extra["obs_stats"]
 
     def act(obs, key):

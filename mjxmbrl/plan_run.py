@@ -37,7 +37,7 @@ def build_planning(cfg: Config, num_envs: int):
     model_params: Any = {}
     source = cfg.planner.source_run
     if source is not None:
-        run_cfg, components, ts = restore_run(Path(source))
+        run_cfg, components, ts = restore_run(Path(source), seed_index=0)  # a multi-seed run: its first seed
         if run_cfg.env.name != cfg.env.name or run_cfg.env.action_repeat != cfg.env.action_repeat:
             raise MjxmbrlError(
                 f"planner.source_run {source} was trained on {run_cfg.env.name} (action repeat {run_cfg.env.action_repeat}), "

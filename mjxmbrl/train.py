@@ -20,11 +20,13 @@ from flax import struct
 
 from mjxmbrl.config import Config
 from mjxmbrl.envs import RunningStats, init_stats, make_vector_env, normalize, update_stats
+from mjxmbrl.envs.registry import get_spec
 from mjxmbrl.evaluate import make_evaluator
 from mjxmbrl.learners import make_learner
 from mjxmbrl.learners.base import Learner
 from mjxmbrl.models import make_model
 from mjxmbrl.models.trainer import ModelTrainer, make_model_trainer
+from mjxmbrl.parallel import seed_values, shard_batches
 from mjxmbrl.planners.base import PlanParams
 from mjxmbrl.replay import ReplayState, make_replay
 from mjxmbrl.types import Metrics, Transition
@@ -77,12 +79,20 @@ def build(cfg: Config) -> Components:
         auto_reset=True,
     )
     replay = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size)
-    learner = make_learner(cfg.agent, env.observation_size, env.action_size, cfg.train.total_env_steps)
-    evaluate = make_evaluator(cfg.env, learner, cfg.train.eval_episodes)
     model = trainer = None
     if cfg.model.name != "none":
         model = make_model(cfg.model, cfg.env, env.observation_size, env.action_size)
         trainer = make_model_trainer(model, cfg.model) if model.loss is not None else None
+    learner = make_learner(
+        cfg.agent,
+        env.observation_size,
+        env.action_size,
+        cfg.train.total_env_steps,
+        model=model,
+        normalize_obs=cfg.env.normalize_obs,
+        has_termination=get_spec(cfg.env.name).has_termination,
+    )
+    evaluate = make_evaluator(cfg.env, learner, cfg.train.eval_episodes)
     planner = proposal = None
     if cfg.planner.name != "none":
         from mjxmbrl.planners import make_planner
@@ -91,12 +101,13 @@ def build(cfg: Config) -> Components:
     return Components(cfg, env, replay, learner, evaluate, model, trainer, planner, proposal)
 
 
-def init_state(components: Components) -> TrainState:
+def init_state(components: Components, root_key: Optional[jax.Array] = None) -> TrainState:
+    """The TrainState of one seed; `root_key` defaults to PRNGKey(train.seed) (vmappable over root keys)."""
     cfg = components.cfg
-    key = jax.random.PRNGKey(cfg.train.seed)
-    key, env_key, learner_key = jax.random.split(key, 3)
+    root = jax.random.PRNGKey(cfg.train.seed) if root_key is None else root_key
+    key, env_key, learner_key = jax.random.split(root, 3)
     # A separate stream, so adding a model leaves the agent's initialisation unchanged.
-    model_key = jax.random.fold_in(jax.random.PRNGKey(cfg.train.seed), 1)
+    model_key = jax.random.fold_in(root, 1)
     env_state = components.env.reset(env_key)
     return TrainState(
         key=key,
@@ -130,10 +141,13 @@ def make_train_step(components: Components):
     norm = cfg.env.normalize_obs
     steps_per_call = components.env_steps_per_train_step
 
-    def learn(key, learner_state, replay_state, obs_stats, env_steps):
+    def learn(key, learner_state, replay_state, obs_stats, env_steps, model_state):
         def one_update(learner_state, update_key):
             sample_key, update_key = jax.random.split(update_key)
             batch = replay.sample(sample_key, replay_state, batch_size)
+            if learner.uses_model:  # raw observations: the model predicts them; the learner normalises its inputs
+                model_params = model_state.params if trainer is not None else {}
+                return learner.update(update_key, learner_state, batch, env_steps, model_params, obs_stats)
             batch = batch._replace(
                 obs=_maybe_normalize(norm, obs_stats, batch.obs),
                 next_obs=_maybe_normalize(norm, obs_stats, batch.next_obs),
@@ -234,7 +248,7 @@ def make_train_step(components: Components):
         can_learn = (num_updates > 0) & (env_steps >= cfg.train.warmup_env_steps) & (stored >= batch_size)
         if num_updates > 0:
             learner_metric_shapes = jax.eval_shape(
-                learn, learn_key, ts.learner, replay_state, obs_stats, env_steps
+                learn, learn_key, ts.learner, replay_state, obs_stats, env_steps, ts.model
             )[1]
             learner_state, learner_metrics = jax.lax.cond(
                 can_learn,
@@ -245,6 +259,7 @@ def make_train_step(components: Components):
                 replay_state,
                 obs_stats,
                 env_steps,
+                ts.model,
             )
         else:
             learner_state, learner_metrics = ts.learner, {}
@@ -283,13 +298,30 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def make_train_chunk(components: Components, num_steps: int):
+def init_run_state(components: Components) -> TrainState:
+    """The state of a whole run: `init_state` for one seed, or vmapped over the root keys of
+    seeds train.seed + i (leaves [num_seeds, ...]) when train.num_seeds > 1."""
+    train_cfg = components.cfg.train
+    if train_cfg.num_seeds == 1:
+        return init_state(components)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seed_values(train_cfg)])
+    return jax.vmap(lambda k: init_state(components, k))(keys)
+
+
+def make_train_chunk(components: Components, num_steps: int, shardings: Any = None):
     """Jitted `chunk(ts) -> (ts, metrics)`: `num_steps` train steps in one `lax.scan`.
 
     The state is donated, so its buffers (the replay above all) are updated in
     place. Metrics are stacked per step [num_steps]; `train/params_finite`
     checks the learner and model states once at the end of the chunk.
+    With train.num_seeds > 1 the scan is vmapped over the seed axis of the
+    state, and every metric gets a leading seed axis [num_seeds, num_steps].
+    `shardings` (a TrainState of NamedShardings from `parallel.state_shardings`)
+    pins the state's layout on a device mesh; metrics come back replicated.
     """
+    mesh = jax.tree.leaves(shardings)[0].mesh if shardings is not None else None
+    if mesh is not None and mesh.size > 1:
+        components = components._replace(replay=shard_batches(components.replay, mesh))
     train_step = make_train_step(components)
 
     def chunk(ts: TrainState):
@@ -298,7 +330,12 @@ def make_train_chunk(components: Components, num_steps: int):
         metrics["train/params_finite"] = jnp.broadcast_to(_all_finite((ts.learner, ts.model)), (num_steps,))
         return ts, metrics
 
-    return jax.jit(chunk, donate_argnums=0)
+    if components.cfg.train.num_seeds > 1:
+        chunk = jax.vmap(chunk)
+    if shardings is None:
+        return jax.jit(chunk, donate_argnums=0)
+    metrics_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(chunk, donate_argnums=0, in_shardings=(shardings,), out_shardings=(shardings, metrics_sharding))
 
 
 def summarize_chunk(metrics: Metrics) -> dict:

@@ -39,6 +39,20 @@ def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, pre_tanh: jax.Ar
     return jnp.sum(per_dim, axis=-1)
 
 
+def tanh_gaussian_from_noise(mean: jax.Array, log_std: jax.Array, eps: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """`u = tanh(mean + std * eps)` for given standard-normal noise eps, and log pi(u).
+
+    mean, log_std, eps: [..., A] -> (action [..., A] in (-1, 1), log_prob [...]). Differentiable
+    in mean and log_std (the reparameterisation of Amos et al. Sec. 3.2); SVG(H) draws the noise of
+    all H + 1 steps up front and passes it here.
+    """
+    pre_tanh = mean + jnp.exp(log_std) * eps
+    # log N(x; mean, std) at x = mean + std*eps is -eps^2/2 - log_std - log(2 pi)/2; using eps
+    # directly skips the round trip (x - mean)/std.
+    per_dim = -0.5 * jnp.square(eps) - log_std - _HALF_LOG_2PI - tanh_log_det_jacobian(pre_tanh)
+    return jnp.tanh(pre_tanh), jnp.sum(per_dim, axis=-1)
+
+
 def sample_tanh_gaussian(key: PRNGKey, mean: jax.Array, log_std: jax.Array) -> Tuple[jax.Array, jax.Array]:
     """Reparameterised sample `u = tanh(mean + std * eps)`, eps ~ N(0, I), and its log prob.
 
@@ -46,11 +60,7 @@ def sample_tanh_gaussian(key: PRNGKey, mean: jax.Array, log_std: jax.Array) -> T
     Gradients flow to mean and log_std through the sample (SVG / SAC actor loss, Eq. 7).
     """
     eps = jax.random.normal(key, jnp.shape(mean), dtype=jnp.result_type(mean))
-    pre_tanh = mean + jnp.exp(log_std) * eps
-    # log N(x; mean, std) at x = mean + std*eps is -eps^2/2 - log_std - log(2 pi)/2; using eps
-    # directly skips the round trip (x - mean)/std.
-    per_dim = -0.5 * jnp.square(eps) - log_std - _HALF_LOG_2PI - tanh_log_det_jacobian(pre_tanh)
-    return jnp.tanh(pre_tanh), jnp.sum(per_dim, axis=-1)
+    return tanh_gaussian_from_noise(mean, log_std, eps)
 
 
 def tanh_gaussian_mode(mean: jax.Array) -> jax.Array:

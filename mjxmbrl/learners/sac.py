@@ -10,7 +10,7 @@ One `update` does, on a batch of transitions:
   4. target critic: `theta_targ <- theta_targ + tau (theta - theta_targ)`.
 """
 
-from typing import Any, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import flax
 import jax
@@ -85,8 +85,30 @@ def polyak_update(target: Params, online: Params, tau: float) -> Params:
     return jax.tree_util.tree_map(lambda t, o: t + tau * (o - t), target, online)
 
 
-def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: int) -> Learner:
-    """Builds the SAC learner (see `Learner` in learners/base.py for the signatures)."""
+class SACCore(NamedTuple):
+    """SAC's networks and its per-part gradient steps, shared by SAC and SAC-SVG(H).
+
+    init(key) -> SACState
+    actor_dist(actor_params, obs [..., D]) -> (pre-tanh mean, log_std) [..., A]
+    q(critic_params, obs [..., D], action [..., A]) -> [num_critics, ...]
+    td_target(state, key, batch, alpha) -> [B]: Eq. 5-6 soft one-step target (target critic, double Q)
+    fit_critic(state, obs [N, D], action [N, A], target [N]) -> (state, loss, q [num_critics, N])  (Eq. 4)
+    fit_actor(state, loss_fn(actor_params) -> (loss, log_prob)) -> (state, loss, log_prob)
+    fit_alpha(state, log_prob, target_entropy) -> (state, alpha_loss)                  (Eq. 8)
+    update_target(state) -> state                                                      (Polyak)
+    """
+
+    init: Callable[..., SACState]
+    actor_dist: Callable[..., Any]
+    q: Callable[..., jax.Array]
+    td_target: Callable[..., jax.Array]
+    fit_critic: Callable[..., Any]
+    fit_actor: Callable[..., Any]
+    fit_alpha: Callable[..., Any]
+    update_target: Callable[..., SACState]
+
+
+def check_sac_config(cfg: SACConfig) -> None:
     if cfg.entropy_schedule not in ENTROPY_SCHEDULES:
         raise MjxmbrlError(
             f"agent.entropy_schedule: '{cfg.entropy_schedule}' is not one of {', '.join(ENTROPY_SCHEDULES)}"
@@ -96,6 +118,10 @@ def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: i
     if cfg.init_alpha <= 0:
         raise MjxmbrlError(f"agent.init_alpha must be positive, got {cfg.init_alpha}")
 
+
+def make_sac_core(cfg: SACConfig, obs_size: int, action_size: int) -> SACCore:
+    """Builds SAC's actor, critic ensemble, temperature and their Adam optimisers from `cfg`."""
+    check_sac_config(cfg)
     hidden = tuple(cfg.hidden_sizes)
     actor = GaussianActor(action_size, hidden, cfg.log_std_min, cfg.log_std_max)
     critic = CriticEnsemble(cfg.num_critics, hidden)
@@ -121,75 +147,69 @@ def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: i
             alpha_opt_state=alpha_opt.init(log_alpha),
         )
 
-    def update(key: PRNGKey, state: SACState, batch: Transition, env_steps: Any) -> Tuple[SACState, Metrics]:
-        """One SAC step on `batch` (leaves [B, ...], obs normalised); env_steps drives H_target.
-
-        Metrics are scalars; `learner/alpha` is the temperature used in this step's losses.
-        """
-        next_action_key, actor_key = jax.random.split(key)
-        alpha = jnp.exp(state.log_alpha)
-        target_entropy = target_entropy_at(cfg, action_size, total_env_steps, env_steps)
-
+    def td_target(state: SACState, key: PRNGKey, batch: Transition, alpha: jax.Array) -> jax.Array:
         # One next-action sample serves every critic member's target.
         next_mean, next_log_std = actor.apply(state.actor_params, batch.next_obs)
-        next_action, next_log_prob = sample_tanh_gaussian(next_action_key, next_mean, next_log_std)
+        next_action, next_log_prob = sample_tanh_gaussian(key, next_mean, next_log_std)
         next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)
         target = soft_td_target(
             batch.reward, batch.terminated, next_q, next_log_prob, alpha, cfg.discount, cfg.reward_scale
         )
-        target = jax.lax.stop_gradient(target)
+        return jax.lax.stop_gradient(target)
 
+    def fit_critic(state: SACState, obs: jax.Array, action: jax.Array, target: jax.Array):
         def critic_loss_fn(critic_params):
-            q = critic.apply(critic_params, batch.obs, batch.action)  # [num_critics, B]
+            q = critic.apply(critic_params, obs, action)  # [num_critics, N]
             return jnp.mean(jnp.square(q - target[None])), q
 
-        (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
-        critic_updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state)
-        critic_params = optax.apply_updates(state.critic_params, critic_updates)
+        (loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
+        updates, opt_state = critic_opt.update(grads, state.critic_opt_state)
+        params = optax.apply_updates(state.critic_params, updates)
+        return state.replace(critic_params=params, critic_opt_state=opt_state), loss, q
 
-        # The critic enters only as a closure constant: the actor loss moves actor params alone.
-        def actor_loss_fn(actor_params):
-            mean, log_std = actor.apply(actor_params, batch.obs)
-            action, log_prob = sample_tanh_gaussian(actor_key, mean, log_std)
-            q_pi = jnp.min(critic.apply(critic_params, batch.obs, action), axis=0)
-            return jnp.mean(alpha * log_prob - q_pi), log_prob
+    def fit_actor(state: SACState, loss_fn: Callable):
+        (loss, log_prob), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+        updates, opt_state = actor_opt.update(grads, state.actor_opt_state)
+        params = optax.apply_updates(state.actor_params, updates)
+        return state.replace(actor_params=params, actor_opt_state=opt_state), loss, log_prob
 
-        (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(state.actor_params)
-        actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, actor_updates)
-
+    def fit_alpha(state: SACState, log_prob: jax.Array, target_entropy: jax.Array):
         # Eq. 8 with alpha = exp(log_alpha): entropy above target -> positive gradient -> alpha shrinks.
         entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
-        alpha_loss, alpha_grad = jax.value_and_grad(lambda la: -la * entropy_gap)(state.log_alpha)
-        alpha_updates, alpha_opt_state = alpha_opt.update(alpha_grad, state.alpha_opt_state)
-        log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
+        loss, grad = jax.value_and_grad(lambda la: -la * entropy_gap)(state.log_alpha)
+        updates, opt_state = alpha_opt.update(grad, state.alpha_opt_state)
+        return state.replace(log_alpha=optax.apply_updates(state.log_alpha, updates), alpha_opt_state=opt_state), loss
 
-        new_state = SACState(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_critic_params=polyak_update(state.target_critic_params, critic_params, cfg.tau),
-            log_alpha=log_alpha,
-            actor_opt_state=actor_opt_state,
-            critic_opt_state=critic_opt_state,
-            alpha_opt_state=alpha_opt_state,
-        )
-        metrics = {
-            "learner/critic_loss": critic_loss,
-            "learner/actor_loss": actor_loss,
-            "learner/alpha_loss": alpha_loss,
-            "learner/alpha": alpha,
-            "learner/entropy": -jnp.mean(log_prob),
-            "learner/target_entropy": target_entropy,
-            "learner/q_mean": jnp.mean(q),
-        }
-        return new_state, metrics
+    def update_target(state: SACState) -> SACState:
+        return state.replace(target_critic_params=polyak_update(state.target_critic_params, state.critic_params, cfg.tau))
+
+    return SACCore(init, actor.apply, critic.apply, td_target, fit_critic, fit_actor, fit_alpha, update_target)
+
+
+def sac_actor_loss(core: SACCore, critic_params: Params, obs: jax.Array, key: PRNGKey, alpha: jax.Array) -> Callable:
+    """loss_fn(actor_params) -> (mean_B[alpha log pi(a|s) - min_i Q_i(s, a)], log_prob [B]), a ~ pi (Eq. 7).
+
+    The critic enters only as a closure constant: the loss moves actor params alone.
+    """
+
+    def loss_fn(actor_params):
+        mean, log_std = core.actor_dist(actor_params, obs)
+        action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+        q_pi = jnp.min(core.q(critic_params, obs, action), axis=0)
+        return jnp.mean(alpha * log_prob - q_pi), log_prob
+
+    return loss_fn
+
+
+def make_policy_fns(core: SACCore):
+    """(policy_params, policy, value) of a tanh-Gaussian actor with a critic ensemble (Learner fields)."""
 
     def policy_params(state: SACState) -> Params:
         return state.actor_params
 
     def policy(params: Params, obs: jax.Array, key: PRNGKey, deterministic: Any = False) -> jax.Array:
         """obs [..., D] -> action [..., A] in [-1, 1]; `deterministic` may be a bool or a traced bool."""
-        mean, log_std = actor.apply(params, obs)
+        mean, log_std = core.actor_dist(params, obs)
         if isinstance(deterministic, bool):
             if deterministic:
                 return tanh_gaussian_mode(mean)
@@ -199,9 +219,44 @@ def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: i
 
     def value(state: SACState, obs: jax.Array, key: PRNGKey) -> jax.Array:
         """Soft state value `min_i Q_i(s, a) - alpha log pi(a|s)`, a ~ pi (Eq. 6, one sample): [...]."""
-        mean, log_std = actor.apply(state.actor_params, obs)
+        mean, log_std = core.actor_dist(state.actor_params, obs)
         action, log_prob = sample_tanh_gaussian(key, mean, log_std)
-        q = jnp.min(critic.apply(state.critic_params, obs, action), axis=0)
+        q = jnp.min(core.q(state.critic_params, obs, action), axis=0)
         return q - jnp.exp(state.log_alpha) * log_prob
 
-    return Learner(init=init, update=update, policy_params=policy_params, policy=policy, value=value)
+    return policy_params, policy, value
+
+
+def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: int, **_context) -> Learner:
+    """Builds the SAC learner (see `Learner` in learners/base.py for the signatures).
+
+    `_context` (model, normalize_obs, has_termination) is for model-based learners; SAC ignores it.
+    """
+    core = make_sac_core(cfg, obs_size, action_size)
+
+    def update(key: PRNGKey, state: SACState, batch: Transition, env_steps: Any) -> Tuple[SACState, Metrics]:
+        """One SAC step on `batch` (leaves [B, ...], obs normalised); env_steps drives H_target.
+
+        Metrics are scalars; `learner/alpha` is the temperature used in this step's losses.
+        """
+        next_action_key, actor_key = jax.random.split(key)
+        alpha = jnp.exp(state.log_alpha)
+        target_entropy = target_entropy_at(cfg, action_size, total_env_steps, env_steps)
+        target = core.td_target(state, next_action_key, batch, alpha)
+        state, critic_loss, q = core.fit_critic(state, batch.obs, batch.action, target)
+        state, actor_loss, log_prob = core.fit_actor(state, sac_actor_loss(core, state.critic_params, batch.obs, actor_key, alpha))
+        state, alpha_loss = core.fit_alpha(state, log_prob, target_entropy)
+        state = core.update_target(state)
+        metrics = {
+            "learner/critic_loss": critic_loss,
+            "learner/actor_loss": actor_loss,
+            "learner/alpha_loss": alpha_loss,
+            "learner/alpha": alpha,
+            "learner/entropy": -jnp.mean(log_prob),
+            "learner/target_entropy": target_entropy,
+            "learner/q_mean": jnp.mean(q),
+        }
+        return state, metrics
+
+    policy_params, policy, value = make_policy_fns(core)
+    return Learner(init=core.init, update=update, policy_params=policy_params, policy=policy, value=value)
