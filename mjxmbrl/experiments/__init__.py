@@ -1,0 +1,35 @@
+"""Paper experiments for `mjxmbrl reproduce`: one module per experiment, each registering itself.
+
+Add an experiment by writing a module that builds an `Experiment` and calls
+`register`, and importing it below.
+"""
+
+from mjxmbrl.experiments.base import (
+    BUDGET_NAMES,
+    EXPERIMENTS,
+    Budget,
+    Cell,
+    Experiment,
+    ExperimentError,
+    Published,
+    get_experiment,
+    list_experiments,
+    register,
+    unregister,
+)
+from mjxmbrl.experiments import dmc100k_sac  # noqa: F401  (registers dmc100k-sac)
+from mjxmbrl.experiments import svg  # noqa: F401  (registers svg-table2, svg-horizons-dmc)
+
+__all__ = [
+    "BUDGET_NAMES",
+    "EXPERIMENTS",
+    "Budget",
+    "Cell",
+    "Experiment",
+    "ExperimentError",
+    "Published",
+    "get_experiment",
+    "list_experiments",
+    "register",
+    "unregister",
+]

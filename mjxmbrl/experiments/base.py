@@ -1,0 +1,170 @@
+"""Records of a paper experiment and the registry `mjxmbrl reproduce` reads.
+
+An `Experiment` is a paper table: its `Cell`s (method x task x setting, each a
+base config file under configs/ plus dotted overrides), its `Budget`s (how
+many env steps, how often and how long to evaluate, how many seeds) and, per
+cell, the numbers the paper published. Modules in this package build their
+experiment and `register` it; `get_experiment(name)` looks one up.
+
+Nothing here builds an env or compiles anything: listing experiments and
+rejecting bad input stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+from mjxmbrl.types import MjxmbrlError
+
+# configs/ lives next to the package in the repository (editable install).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUDGET_NAMES = ("smoke", "small", "paper")
+
+
+class ExperimentError(MjxmbrlError):
+    """An unknown experiment or budget, or an experiment definition that does not hold together."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """A number from the paper: mean (and std where given) of the final return, and where it comes from."""
+
+    mean: float
+    std: Optional[float]
+    source: str  # e.g. "Table 1, column 'SAC Pixels'"
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much to run: env steps (action repeat counted), eval cadence and episodes, default seed count.
+
+    `overrides` are extra dotted config overrides for this budget (small networks,
+    a smaller replay buffer, W&B off); they apply after the cell's base config
+    and before the cell's own overrides.
+    """
+
+    name: str
+    total_env_steps: int
+    eval_every: int
+    eval_episodes: int
+    seeds: int
+    overrides: Tuple[str, ...] = ()
+    # (task, env steps) pairs for tables whose tasks have budgets of their own (Amos et al. Table 2:
+    # 50k swimmer steps, 200k for the others); tasks not listed get total_env_steps.
+    task_env_steps: Tuple[Tuple[str, int], ...] = ()
+
+    def env_steps_for(self, task: str) -> int:
+        return dict(self.task_env_steps).get(task, self.total_env_steps)
+
+    def config_overrides(self, task: str = "") -> Tuple[str, ...]:
+        return (
+            f"train.total_env_steps={self.env_steps_for(task)}",
+            f"train.eval_every={self.eval_every}",
+            f"train.eval_episodes={self.eval_episodes}",
+        ) + tuple(self.overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One entry of the paper table: a method on a task in a setting.
+
+    `config` is a YAML path relative to the repository root (or absolute);
+    `action_repeat` is the paper's value, checked against the built config so a
+    config that drifts from the paper is caught before anything runs.
+    `published` is the number our result is compared with (None: the paper has
+    none for this method); `reference` holds the table's other rows for context.
+    """
+
+    method: str
+    task: str
+    config: str
+    action_repeat: int
+    overrides: Tuple[str, ...] = ()
+    setting: str = ""
+    published: Optional[Published] = None
+    reference: Tuple[Tuple[str, Published], ...] = ()
+
+    @property
+    def id(self) -> str:
+        """A file-name-safe name, unique within an experiment: method-task[-setting]."""
+        parts = [self.method, self.task] + ([self.setting] if self.setting else [])
+        return "-".join(p.replace(" ", "_").replace("/", "_") for p in parts)
+
+    @property
+    def config_path(self) -> Path:
+        path = Path(self.config)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    paper: str  # file name under ../shared/papers/ or a citation
+    table: str  # which table of the paper, e.g. "Table 1 (DM Control 100k)"
+    description: str
+    cells: Tuple[Cell, ...]
+    budgets: Dict[str, Budget]
+    notes: str = ""  # shown in results.md (e.g. how the published numbers differ from our setting)
+
+    @property
+    def methods(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(c.method for c in self.cells))
+
+    @property
+    def tasks(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(c.task for c in self.cells))
+
+    def budget(self, name: str) -> Budget:
+        if name not in self.budgets:
+            raise ExperimentError(f"unknown budget '{name}' for experiment '{self.name}' (valid: {', '.join(self.budgets)})")
+        return self.budgets[name]
+
+    def cell(self, cell_id: str) -> Cell:
+        for c in self.cells:
+            if c.id == cell_id:
+                return c
+        raise ExperimentError(f"experiment '{self.name}' has no cell '{cell_id}' (cells: {', '.join(c.id for c in self.cells)})")
+
+    def check(self) -> None:
+        """Raises ExperimentError when the definition is inconsistent (run by `register`)."""
+        if not self.cells:
+            raise ExperimentError(f"experiment '{self.name}' has no cells")
+        ids = [c.id for c in self.cells]
+        if len(set(ids)) != len(ids):
+            raise ExperimentError(f"experiment '{self.name}' has duplicate cells: {ids}")
+        for name, b in self.budgets.items():
+            if name != b.name:
+                raise ExperimentError(f"experiment '{self.name}': budget key '{name}' holds budget '{b.name}'")
+            for key in ("total_env_steps", "eval_every", "eval_episodes", "seeds"):
+                if getattr(b, key) < 1:
+                    raise ExperimentError(f"experiment '{self.name}', budget '{name}': {key} must be >= 1")
+        for c in self.cells:
+            if c.action_repeat < 1:
+                raise ExperimentError(f"experiment '{self.name}', cell '{c.id}': action_repeat must be >= 1")
+
+
+EXPERIMENTS: Dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Adds `experiment` to the registry (replacing one of the same name); returns it."""
+    experiment.check()
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def unregister(name: str) -> None:
+    EXPERIMENTS.pop(name, None)
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        valid = ", ".join(sorted(EXPERIMENTS)) or "none registered"
+        raise ExperimentError(f"unknown experiment '{name}' (valid: {valid})")
+    return EXPERIMENTS[name]
+
+
+def list_experiments() -> Sequence[Experiment]:
+    return [EXPERIMENTS[n] for n in sorted(EXPERIMENTS)]

@@ -1,0 +1,488 @@
+"""`mjxmbrl reproduce NAME`: run every cell of a paper experiment, then compare with the paper.
+
+Each (cell, seed) is one run directory `<out>/runs/<cell id>-s<seed>` trained
+with `runner.train` in this process. A run whose summary.json says it finished
+is skipped, one with a checkpoint is resumed, so an interrupted reproduce
+continues where it stopped. At the end `<out>/results.md` (and
+`results.json`) holds, per cell, the final eval return mean +- std over seeds
+next to the paper's number and the delta, and `<out>/results.png` one
+subplot per task with the learning curves (mean over seeds, 95% CI band).
+
+Per-seed values are read from metrics.jsonl rows: by a row's `seed` field
+when present (a run training several seeds in one program), else by the run's
+config `train.seed` (`plotting.seed_series`), so both layouts give the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from mjxmbrl.experiments import BUDGET_NAMES, Budget, Cell, Experiment, ExperimentError, Published, get_experiment
+from mjxmbrl.plotting import plot_panels, seed_series, t_quantile_975
+
+METRIC = "eval/return"
+RESULTS_MD = "results.md"
+RESULTS_JSON = "results.json"
+RESULTS_PNG = "results.png"
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)  # in order with the runs' own output, also when stdout is a file
+
+
+def default_out_dir(name: str, budget: str) -> Path:
+    return Path("runs") / "reproduce" / f"{name}-{budget}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    cell: Cell
+    seed: int
+    run_dir: Path
+    cfg: Any  # mjxmbrl.config.Config
+
+
+def check_request(name: str, budget: str, seeds: Optional[int], jobs: int = 1) -> tuple[Experiment, Budget, int]:
+    """(experiment, budget, seed count) or one ExperimentError naming what is wrong and what is valid."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ExperimentError(f"--jobs must be a whole number >= 1, got {jobs}")
+    experiment = get_experiment(name)
+    if budget not in experiment.budgets:
+        valid = ", ".join(b for b in BUDGET_NAMES if b in experiment.budgets) or ", ".join(experiment.budgets)
+        raise ExperimentError(f"unknown budget '{budget}' (valid: {valid})")
+    b = experiment.budgets[budget]
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ExperimentError(f"--seeds must be a whole number >= 1, got {seeds}")
+    return experiment, b, b.seeds if seeds is None else seeds
+
+
+def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path) -> List[str]:
+    """Budget overrides, then the cell's own, then seed and run location (the last word)."""
+    return [
+        *budget.config_overrides(cell.task),
+        *cell.overrides,
+        f"train.seed={seed}",
+        f"log.runs_dir={runs_dir}",
+        f"log.run_name={cell.id}-s{seed}",
+    ]
+
+
+def plan_runs(experiment: Experiment, budget: Budget, seeds: int, out: Path) -> List[PlannedRun]:
+    """Builds and validates every run's config before anything runs."""
+    from mjxmbrl.config import load_config
+
+    runs_dir = out / "runs"
+    planned = []
+    for cell in experiment.cells:
+        if not cell.config_path.is_file():
+            raise ExperimentError(f"experiment '{experiment.name}', cell '{cell.id}': config file {cell.config_path} not found")
+        for seed in range(seeds):
+            cfg = load_config(cell.config_path, cell_overrides(cell, budget, seed, runs_dir))
+            if cfg.env.action_repeat != cell.action_repeat:
+                raise ExperimentError(
+                    f"cell '{cell.id}': {cell.config} gives env.action_repeat={cfg.env.action_repeat}, "
+                    f"but the paper uses {cell.action_repeat}"
+                )
+            planned.append(PlannedRun(cell, seed, runs_dir / f"{cell.id}-s{seed}", cfg))
+    return planned
+
+
+def _comparable(config: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "log"}
+
+
+def run_status(run: PlannedRun) -> str:
+    """'missing', 'finished', 'resumable' (has a checkpoint) or 'stale' (started, nothing to resume).
+
+    Raises ExperimentError when the directory holds a run of another config
+    (e.g. another budget written to the same --out).
+    """
+    from mjxmbrl.config import config_to_dict, read_yaml
+
+    d = run.run_dir
+    if not d.exists():
+        return "missing"
+    if (d / "config.yaml").is_file():
+        saved = _comparable(read_yaml(d / "config.yaml"))
+        wanted = _comparable(config_to_dict(run.cfg))
+        wanted = json.loads(json.dumps(wanted))  # tuples -> lists, as read back from YAML
+        # Keys only one side has (a config key added since the run was made) do not count.
+        diff = sorted(
+            f"{s}.{k}" for s in set(saved) & set(wanted)
+            for k in set(saved[s] or {}) & set(wanted[s] or {})
+            if saved[s][k] != wanted[s][k]
+        )
+        if diff:
+            raise ExperimentError(
+                f"{d} holds a run with another config ({', '.join(diff[:4])}{' ...' if len(diff) > 4 else ''} differ); "
+                "choose another --out or remove it"
+            )
+    summary = d / "summary.json"
+    if summary.is_file():
+        try:
+            if json.loads(summary.read_text()).get("finished", False):
+                return "finished"
+        except ValueError:
+            pass
+    ckpts = d / "checkpoints"
+    if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+        return "resumable"
+    return "stale"
+
+
+def _move_aside(run_dir: Path) -> Path:
+    for i in range(1, 1000):
+        target = run_dir.with_name(f"{run_dir.name}.incomplete-{i}")
+        if not target.exists():
+            shutil.move(str(run_dir), str(target))
+            return target
+    raise ExperimentError(f"too many incomplete copies of {run_dir}; remove them")
+
+
+def _train_one(cfg: Any, run_dir: Path, resume: bool) -> Dict[str, Any]:
+    """Trains (or resumes) one run; {"status": "done" | "diverged", "error": ...}. Runs in a worker process too."""
+    import jax
+
+    from mjxmbrl.runner import TrainingDiverged, train
+
+    try:
+        if resume:
+            train(resume_dir=run_dir)
+        else:
+            train(cfg)
+        return {"status": "done"}
+    except TrainingDiverged as err:
+        return {"status": "diverged", "error": str(err)}
+    finally:
+        jax.clear_caches()  # each run compiles its own programs; do not keep them all in memory
+
+
+def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict[str, Any]]:
+    """Trains every planned run that has not finished; returns one record per run (status, wall seconds).
+
+    `jobs` > 1 trains that many runs at a time in worker processes (compilation is
+    mostly single-threaded, so on a multi-core CPU this shortens a reproduce; on a
+    GPU keep 1, each process would claim the device's memory). A run that
+    diverges (NaN/inf) is recorded as such and the others go on; any other error
+    (or Ctrl-C) stops here, and the next invocation continues.
+    """
+    if jobs < 1:
+        raise ExperimentError(f"--jobs must be >= 1, got {jobs}")
+    log = log or _log
+    records: List[Dict[str, Any]] = []
+    todo = []
+    for i, run in enumerate(planned, 1):
+        status = run_status(run)
+        where = f"[{i}/{len(planned)}] {run.cell.id} seed {run.seed}"
+        record = {"cell": run.cell.id, "seed": run.seed, "run_dir": str(run.run_dir), "status": status, "wall_s": 0.0}
+        records.append(record)
+        if status == "finished":
+            log(f"{where}: finished run found in {run.run_dir}, skipped")
+            continue
+        if status == "stale":
+            log(f"{where}: {run.run_dir} has no checkpoint to resume; moved aside to {_move_aside(run.run_dir)}")
+        todo.append((where, run, record))
+
+    def finish(where, record, result, tic):
+        record["wall_s"] = time.perf_counter() - tic
+        if result["status"] == "diverged":
+            log(f"{where}: diverged, left out of the results: {result['error']}")
+            record.update(status="diverged", error=result["error"])
+
+    if jobs == 1 or not todo:
+        for where, run, record in todo:
+            log(f"{where}: {'resuming' if record['status'] == 'resumable' else 'training'}")
+            tic = time.perf_counter()
+            finish(where, record, _train_one(run.cfg, run.run_dir, record["status"] == "resumable"), tic)
+        return records
+
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        started = {}
+        try:
+            for where, run, record in todo:
+                log(f"{where}: queued ({'resume' if record['status'] == 'resumable' else 'train'}, {jobs} at a time)")
+                future = pool.submit(_train_one, run.cfg, run.run_dir, record["status"] == "resumable")
+                started[future] = (where, record, time.perf_counter())
+            pending = set(started)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    where, record, tic = started[future]
+                    finish(where, record, future.result(), tic)
+                    log(f"{where}: done in {record['wall_s']:.0f} s")
+        except BaseException:
+            for future in started:
+                future.cancel()
+            raise
+    return records
+
+
+# ---- results -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CellResult:
+    cell: Cell
+    per_seed: Dict[int, float]  # seed -> final eval return (the last logged value of the metric)
+    final_env_steps: Dict[int, int]
+
+    @property
+    def n(self) -> int:
+        return len(self.per_seed)
+
+    @property
+    def mean(self) -> Optional[float]:
+        vals = list(self.per_seed.values())
+        return sum(vals) / len(vals) if vals else None
+
+    @property
+    def std(self) -> Optional[float]:
+        """Sample std over seeds (ddof 1); None with fewer than two seeds."""
+        vals = list(self.per_seed.values())
+        if len(vals) < 2:
+            return None
+        m = sum(vals) / len(vals)
+        return math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+    @property
+    def ci95(self) -> Optional[float]:
+        """Half-width of the Student-t 95% interval of the mean over seeds; None with fewer than two seeds."""
+        std = self.std
+        return None if std is None else t_quantile_975(self.n - 1) * std / math.sqrt(self.n)
+
+    @property
+    def delta(self) -> Optional[float]:
+        """Ours - paper (mean); None without a published number or without a result."""
+        if self.cell.published is None or self.mean is None:
+            return None
+        return self.mean - self.cell.published.mean
+
+
+def final_per_seed(run_dirs: Sequence[Path], metric: str = METRIC) -> tuple[Dict[int, float], Dict[int, int]]:
+    """{seed: value at the largest env_steps that logged `metric`} over the runs, and {seed: that env_steps}."""
+    finals: Dict[int, float] = {}
+    steps: Dict[int, int] = {}
+    for run_dir in run_dirs:
+        for seed, (xs, ys) in seed_series(run_dir, metric).items():
+            last = max(range(len(xs)), key=lambda j: xs[j])
+            if seed in finals:
+                raise ExperimentError(f"seed {seed} appears in more than one run of the same cell ({run_dir})")
+            finals[seed], steps[seed] = ys[last], int(xs[last])
+    return finals, steps
+
+
+def collect_results(experiment: Experiment, run_dirs_by_cell: Dict[str, Sequence[Path]], metric: str = METRIC) -> List[CellResult]:
+    results = []
+    for cell in experiment.cells:
+        dirs = [d for d in run_dirs_by_cell.get(cell.id, ()) if Path(d).is_dir()]
+        finals, steps = final_per_seed([Path(d) for d in dirs], metric)
+        results.append(CellResult(cell, dict(sorted(finals.items())), dict(sorted(steps.items()))))
+    return results
+
+
+def _fmt(x: Optional[float], signed: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{x:+.1f}" if signed else f"{x:.1f}"
+
+
+def _fmt_published(p: Optional[Published]) -> str:
+    if p is None:
+        return "–"
+    return f"{p.mean:g}" + (f" ± {p.std:g}" if p.std is not None else "")
+
+
+def machine_description() -> str:
+    import jax
+
+    devices = jax.devices()
+    kinds = sorted({d.device_kind for d in devices})
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (
+        f"{platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores), "
+        f"jax {jax.__version__} on {jax.default_backend()}: {len(devices)} x {', '.join(kinds)}; load average {load}"
+    )
+
+
+def results_markdown(
+    experiment: Experiment,
+    budget: Budget,
+    results: Sequence[CellResult],
+    *,
+    seeds: int,
+    command: str,
+    date: str,
+    machine: str,
+    wall_s: Optional[float] = None,
+    metric: str = METRIC,
+    left_out: Sequence[str] = (),
+) -> str:
+    sources = sorted({r.cell.published.source for r in results if r.cell.published is not None})
+    lines = [
+        f"# Reproduction: {experiment.name} (budget `{budget.name}`)",
+        "",
+        f"{experiment.description}.",
+        f"Paper: `{experiment.paper}`, {experiment.table}.",
+        "",
+        f"- budget: `{budget.name}`: {budget.total_env_steps} env steps (action repeat counted), eval every "
+        f"{budget.eval_every} env steps over {budget.eval_episodes} episodes, {seeds} seed(s) per cell"
+        + (f"; per task: {', '.join(f'{t} {n}' for t, n in budget.task_env_steps)} env steps" if budget.task_env_steps else "")
+        + (f"; overrides `{' '.join(budget.overrides)}`" if budget.overrides else ""),
+        f"- date: {date}",
+        f"- machine: {machine}",
+        f"- command: `{command}`",
+    ]
+    if wall_s is not None:
+        lines.append(f"- wall time of this invocation: {wall_s:.0f} s")
+    for item in left_out:
+        lines.append(f"- left out (diverged): {item}")
+    lines += [
+        "",
+        f"Ours: the final `{metric}` of each seed (mean over its eval episodes at the last evaluation), "
+        "then mean ± sample std (ddof 1) over seeds; `–` where there is no std (one seed) or no number. "
+        f"Paper: {'; '.join(sources) if sources else 'no published number'}. Delta = ours - paper (means).",
+        "",
+        "| task | method | setting | ours | seeds | env steps | paper | delta (ours - paper) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        ours = "not run" if r.n == 0 else _fmt(r.mean) + (f" ± {_fmt(r.std)}" if r.std is not None else "")
+        env_steps = ", ".join(sorted({str(s) for s in r.final_env_steps.values()})) or "–"
+        lines.append(
+            f"| {r.cell.task} | {r.cell.method} | {r.cell.setting or '–'} | {ours} | {r.n} | {env_steps} | "
+            f"{_fmt_published(r.cell.published)} | {_fmt(r.delta, signed=True)} |"
+        )
+    columns = list(dict.fromkeys(name for r in results for name, _ in r.cell.reference))
+    if columns:
+        lines += [
+            "",
+            "Reference numbers: the paper's other entries in the same table (mean ± std, as published).",
+            "",
+            "| task | " + " | ".join(columns) + " |",
+            "| --- | " + " | ".join("---" for _ in columns) + " |",
+        ]
+        for r in results:
+            ref = dict(r.cell.reference)
+            lines.append(f"| {r.cell.task} | " + " | ".join(_fmt_published(ref.get(c)) for c in columns) + " |")
+    lines += ["", "Per seed (final value, env steps):", ""]
+    for r in results:
+        per = ", ".join(f"seed {s}: {v:.1f} @ {r.final_env_steps[s]}" for s, v in r.per_seed.items()) or "not run"
+        lines.append(f"- {r.cell.id}: {per}")
+    if experiment.notes:
+        lines += ["", "Notes: " + experiment.notes]
+    lines += ["", f"Learning curves: [{RESULTS_PNG}]({RESULTS_PNG}) (mean over seeds, 95% CI band where there are 2+ seeds)."]
+    return "\n".join(lines) + "\n"
+
+
+def results_json(results: Sequence[CellResult]) -> List[Dict[str, Any]]:
+    return [
+        {
+            "cell": r.cell.id,
+            "method": r.cell.method,
+            "task": r.cell.task,
+            "setting": r.cell.setting,
+            "seeds": r.n,
+            "per_seed": {str(s): v for s, v in r.per_seed.items()},
+            "mean": r.mean,
+            "std": r.std,
+            "ci95": r.ci95,
+            "published": dataclasses.asdict(r.cell.published) if r.cell.published else None,
+            "delta": r.delta,
+        }
+        for r in results
+    ]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(
+    experiment: Experiment,
+    budget: Budget,
+    planned: Sequence[PlannedRun],
+    out: Path,
+    *,
+    seeds: int,
+    command: str,
+    wall_s: Optional[float] = None,
+    diverged: Sequence[Path] = (),
+    machine_at_start: Optional[str] = None,
+) -> List[CellResult]:
+    """Writes results.md, results.json and results.png into `out`; returns the per-cell results.
+
+    Runs in `diverged` are left out of the table and the curves (and listed).
+    """
+    skip = {Path(d) for d in diverged}
+    by_cell: Dict[str, List[Path]] = {}
+    for run in planned:
+        by_cell.setdefault(run.cell.id, [])
+        if run.run_dir not in skip:
+            by_cell[run.cell.id].append(run.run_dir)
+    results = collect_results(experiment, by_cell)
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    machine = machine_description()
+    if machine_at_start is not None:
+        machine = f"{machine} at the end; at the start: {machine_at_start.split('load average ')[-1]}"
+    text = results_markdown(
+        experiment, budget, results, seeds=seeds, command=command, date=date, machine=machine, wall_s=wall_s,
+        left_out=[str(d) for d in sorted(skip)],
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / RESULTS_MD, text)
+    _atomic_write(out / RESULTS_JSON, json.dumps({"experiment": experiment.name, "budget": budget.name, "cells": results_json(results)}, indent=2) + "\n")
+    panels, refs = [], []
+    for task in experiment.tasks:
+        cells = [c for c in experiment.cells if c.task == task]
+        groups = [(c.method + (f" ({c.setting})" if c.setting else ""), by_cell.get(c.id, [])) for c in cells]
+        panels.append((task, groups))
+        published = {(c.published.source, c.published.mean) for c in cells if c.published is not None}
+        refs.append([(f"paper: {source.split(',')[-1].strip()}", mean) for source, mean in sorted(published)])
+    plot_panels(panels, out / RESULTS_PNG, metric=METRIC, band="ci95", title=f"{experiment.name} ({budget.name})", reference_lines=refs)
+    return results
+
+
+def reproduce(
+    name: str,
+    budget: str = "smoke",
+    seeds: Optional[int] = None,
+    out: Optional[str | Path] = None,
+    command: Optional[str] = None,
+    log=_log,
+    jobs: int = 1,
+) -> Path:
+    """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir."""
+    experiment, b, n_seeds = check_request(name, budget, seeds, jobs)
+    out = Path(out) if out is not None else default_out_dir(name, budget)
+    planned = plan_runs(experiment, b, n_seeds, out)
+    for run in planned:
+        run_status(run)  # a directory of another config is rejected before anything runs
+    if command is None:
+        command = f"mjxmbrl reproduce {name} --budget {budget} --seeds {n_seeds} --out {out}"
+    log(f"reproduce {name} ({budget}): {len(experiment.cells)} cells x {n_seeds} seed(s) -> {out}")
+    at_start = machine_description()
+    started = time.perf_counter()
+    records = execute(planned, log=log, jobs=jobs)
+    wall = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "runs.json", json.dumps(records, indent=2) + "\n")
+    diverged = [Path(r["run_dir"]) for r in records if r["status"] == "diverged"]
+    write_results(
+        experiment, b, planned, out, seeds=n_seeds, command=command, wall_s=wall, diverged=diverged, machine_at_start=at_start
+    )
+    log(f"written: {out / RESULTS_MD}, {out / RESULTS_PNG} ({wall:.0f} s)")
+    return out

@@ -1,0 +1,217 @@
+"""`mjxmbrl reproduce`: the experiment registry, bad input, the results table math, and one tiny end-to-end run."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mjxmbrl.config import config_to_dict, load_config, read_yaml, save_config
+from mjxmbrl.experiments import Budget, Cell, Experiment, ExperimentError, Published, get_experiment, register, unregister
+from mjxmbrl.logging import MetricsWriter
+from mjxmbrl.reproduce import (
+    PlannedRun,
+    collect_results,
+    plan_runs,
+    reproduce,
+    results_markdown,
+    run_status,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+T_975_DOF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # Student-t 0.975 quantile, 2 dof: (2p - 1) / sqrt(2p(1 - p)) = 4.3027
+
+
+def cli(*args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "mjxmbrl.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def test_dmc100k_sac_registry():
+    e = get_experiment("dmc100k-sac")
+    assert e.paper == "gradient-based-planning-world-models.txt" and "Table 1" in e.table and "Table 4" in e.table
+    # Table 4 action repeats; Table 1 "SAC Pixels" column (mean, std)
+    expected = {
+        "cartpole_swingup": (8, 419, 40),
+        "reacher_easy": (4, 145, 130),
+        "finger_spin": (2, 166, 128),
+        "walker_walk": (2, 42, 12),
+        "cheetah_run": (4, 103, 38),
+    }
+    assert [c.task for c in e.cells] == list(expected) and e.methods == ("sac",)
+    for cell in e.cells:
+        repeat, mean, std = expected[cell.task]
+        assert cell.action_repeat == repeat
+        assert (cell.published.mean, cell.published.std) == (mean, std) and "SAC Pixels" in cell.published.source
+        assert [name for name, _ in cell.reference] == ["CURL", "PlaNet", "Dreamer", "Grad-MPC"]
+        # the shipped config agrees with the paper's action repeat
+        assert read_yaml(cell.config_path)["env"]["action_repeat"] == repeat, cell.config
+    grad_mpc = dict(e.cell("sac-reacher_easy").reference)["Grad-MPC"]
+    assert (grad_mpc.mean, grad_mpc.std) == (663, 25)
+    assert list(e.budgets) == ["smoke", "small", "paper"]
+    paper = e.budgets["paper"]
+    assert (paper.total_env_steps, paper.eval_episodes, paper.seeds) == (100000, 10, 3)
+    assert e.budgets["smoke"].seeds == 1 and e.budgets["smoke"].total_env_steps < e.budgets["small"].total_env_steps < 100000
+
+
+def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
+    e = get_experiment("dmc100k-sac")
+    planned = plan_runs(e, e.budgets["smoke"], 2, tmp_path)
+    assert len(planned) == 10 and not any(tmp_path.iterdir())
+    first = planned[0]
+    assert first.run_dir == tmp_path / "runs" / "sac-cartpole_swingup-s0" and planned[1].cfg.train.seed == 1
+    assert first.cfg.train.total_env_steps == 2000 and first.cfg.agent.hidden_sizes == (64, 64)
+    assert [p.cfg.env.action_repeat for p in planned[::2]] == [8, 4, 2, 2, 4]
+    drifted = Experiment(
+        "drift", "p", "t", "d",
+        (Cell("sac", "cartpole_swingup", "configs/sac/cartpole_swingup.yaml", 8, overrides=("env.action_repeat=4",)),),
+        {"smoke": e.budgets["smoke"]},
+    )
+    with pytest.raises(ExperimentError, match="env.action_repeat=4, but the paper uses 8"):
+        plan_runs(drifted, drifted.budgets["smoke"], 1, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["reproduce", "dmc100k"], "unknown experiment 'dmc100k' (valid: dmc100k-sac"),
+        (["reproduce", "dmc100k-sac", "--budget", "huge"], "unknown budget 'huge' (valid: smoke, small, paper)"),
+        (["reproduce", "dmc100k-sac", "--seeds", "0"], "--seeds must be a whole number >= 1, got 0"),
+        (["reproduce", "dmc100k-sac", "--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),
+    ],
+)
+def test_bad_reproduce_input_is_one_clear_error(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = cli(*args, "--out", out)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists(), "nothing may run or be written"
+
+
+def test_list_experiments():
+    proc = cli("list", "experiments")
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("dmc100k-sac"))
+    assert "gradient-based-planning-world-models.txt" in line and " 5 " in line
+    assert "smoke 2000x1" in line and "paper 100000x3" in line
+
+
+def _write_run(run_dir: Path, seed: int, evals, seed_field=False, extra_seeds=()):
+    run_dir.mkdir(parents=True)
+    save_config(load_config(ROOT / "configs" / "debug.yaml", [f"train.seed={seed}"]), run_dir / "config.yaml")
+    with MetricsWriter(run_dir / "metrics.jsonl") as w:
+        for s, points in [(seed, evals)] + list(extra_seeds):
+            for steps, value in points:
+                w.write({"env_steps": steps, "train/loss": 0.1, **({"seed": s} if seed_field else {})})
+                w.write({"env_steps": steps, "eval/return": value, **({"seed": s} if seed_field else {})})
+    return run_dir
+
+
+TABLE_EXPERIMENT = Experiment(
+    "table-test", "paper.txt", "Table 9", "hand-made runs",
+    (
+        Cell("sac", "toy_reach", "configs/debug.yaml", 1, published=Published(150.0, 20.0, "Table 9, column 'SAC'"),
+             reference=(("Other", Published(90.0, None, "Table 9, column 'Other'")),)),
+        Cell("sac", "toy_reach", "configs/debug.yaml", 1, setting="one seed"),
+    ),
+    {"smoke": Budget("smoke", 300, 100, 1, 3)},
+)
+
+
+def test_results_table_math(tmp_path):
+    # separate runs: finals 100, 200, 300 (the last eval row, not the best) -> mean 200, sample std 100,
+    # delta 200 - 150 = +50, 95% CI half-width t(2) * 100 / sqrt(3)
+    separate = [
+        _write_run(tmp_path / f"sep-s{s}", s, [(100, 999.0), (200, 5.0), (300, final)])
+        for s, final in zip((0, 1, 2), (100.0, 200.0, 300.0))
+    ]
+    # the same three seeds as one run whose rows carry `seed` (train.num_seeds = 3)
+    stacked = _write_run(
+        tmp_path / "stacked", 0, [(100, 999.0), (300, 100.0)], seed_field=True,
+        extra_seeds=[(1, [(100, 1.0), (300, 200.0)]), (2, [(300, 300.0)])],
+    )
+    single = [_write_run(tmp_path / "one", 7, [(100, 10.0), (300, 42.5)])]
+    for runs in (separate, [stacked]):
+        results = collect_results(TABLE_EXPERIMENT, {"sac-toy_reach": runs, "sac-toy_reach-one_seed": single})
+        r, one = results
+        assert r.per_seed == {0: 100.0, 1: 200.0, 2: 300.0} and r.final_env_steps == {0: 300, 1: 300, 2: 300}
+        assert (r.n, r.mean, r.std, r.delta) == (3, 200.0, 100.0, 50.0)
+        assert r.ci95 == pytest.approx(T_975_DOF2 * 100.0 / math.sqrt(3), rel=1e-9)
+        assert (one.n, one.mean, one.std, one.delta, one.ci95) == (1, 42.5, None, None, None)
+    text = results_markdown(
+        TABLE_EXPERIMENT, TABLE_EXPERIMENT.budgets["smoke"], results, seeds=3,
+        command="mjxmbrl reproduce table-test", date="2025-01-01", machine="test machine",
+    )
+    assert "| toy_reach | sac | – | 200.0 ± 100.0 | 3 | 300 | 150 ± 20 | +50.0 |" in text
+    assert "| toy_reach | sac | one seed | 42.5 | 1 | 300 | – | – |" in text
+    assert "| task | Other |" in text and "| toy_reach | 90 |" in text
+    for needle in ("budget `smoke`", "300 env steps", "2025-01-01", "test machine", "`mjxmbrl reproduce table-test`"):
+        assert needle in text
+
+
+def test_run_status(tmp_path):
+    cfg = load_config(ROOT / "configs" / "debug.yaml", ["train.total_env_steps=300"])
+    run = PlannedRun(TABLE_EXPERIMENT.cells[0], 0, tmp_path / "r", cfg)
+    assert run_status(run) == "missing"
+    run.run_dir.mkdir()
+    assert run_status(run) == "stale"
+    save_config(cfg, run.run_dir / "config.yaml")
+    (run.run_dir / "checkpoints" / "100").mkdir(parents=True)
+    assert run_status(run) == "resumable"
+    (run.run_dir / "summary.json").write_text(json.dumps({"finished": True}))
+    assert run_status(run) == "finished"
+    other = config_to_dict(cfg)
+    other["train"]["total_env_steps"] = 600
+    (run.run_dir / "config.yaml").write_text(json.dumps(other))  # JSON is YAML
+    with pytest.raises(ExperimentError, match="another config .*train.total_env_steps"):
+        run_status(run)
+
+
+@pytest.fixture
+def toy_experiment():
+    budget = Budget(
+        "smoke", total_env_steps=400, eval_every=400, eval_episodes=2, seeds=1,
+        overrides=(
+            "train.warmup_env_steps=200", "train.log_every=400", "train.checkpoint_every=400", "train.updates_per_step=1",
+            "agent.hidden_sizes=[16,16]", "agent.batch_size=16", "replay.capacity=2000", "log.wandb=disabled", "log.progress=false",
+        ),
+    )
+    e = register(Experiment(
+        "toy-e2e", "none.txt", "Table 0", "SAC on the toy task",
+        (Cell("sac", "toy_reach", "configs/debug.yaml", 1, published=Published(-5.0, 1.0, "Table 0, column 'SAC'")),),
+        {"smoke": budget},
+    ))
+    yield e
+    unregister(e.name)
+
+
+def test_reproduce_end_to_end_and_continue(tmp_path, toy_experiment):
+    out = tmp_path / "out"
+    stale = out / "runs" / "sac-toy_reach-s0"
+    stale.mkdir(parents=True)  # a run that died before its first checkpoint: moved aside, trained afresh
+    logs = []
+    assert reproduce("toy-e2e", "smoke", out=out, log=logs.append) == out
+    assert (out / "runs" / "sac-toy_reach-s0.incomplete-1").is_dir()
+    summary = json.loads((stale / "summary.json").read_text())
+    assert summary["finished"] and summary["env_steps"] == 400
+    text = (out / "results.md").read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| toy_reach | sac |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    ours, delta = float(cells[3]), float(cells[7])
+    assert cells[4] == "1" and cells[5] == "400" and cells[6] == "-5 ± 1"
+    assert delta == pytest.approx(ours + 5.0, abs=0.051)
+    png = (out / "results.png").read_bytes()
+    assert len(png) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    # continuing with a second seed: the finished seed 0 is skipped, seed 1 trains in a worker process
+    logs.clear()
+    reproduce("toy-e2e", "smoke", seeds=2, out=out, log=logs.append, jobs=2)
+    assert any("seed 0: finished run found" in l and "skipped" in l for l in logs), logs
+    assert [r["status"] for r in json.loads((out / "runs.json").read_text())] == ["finished", "missing"]
+    result = json.loads((out / "results.json").read_text())["cells"][0]
+    assert result["seeds"] == 2 and set(result["per_seed"]) == {"0", "1"}
+    assert result["per_seed"]["0"] == pytest.approx(ours, abs=0.051) and result["std"] is not None
+    assert "| 2 | 400 |" in (out / "results.md").read_text()
