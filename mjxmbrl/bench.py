@@ -129,11 +129,7 @@ def bench_sac(quick: bool = False, out: Optional[str] = None) -> str:
         f"| ratio chunk / (env alone + updates alone) | {chunk_s / parts_s:.3f} |",
         "",
     ]
-    report = "\n".join(lines)
-    if out:
-        with open(out, "a") as f:
-            f.write(report + "\n")
-    return report
+    return _write("\n".join(lines), {"bench": "sac", "markdown": "\n".join(lines)}, out)
 
 
 def _cpu_count() -> int:
@@ -208,11 +204,7 @@ def bench_models(quick: bool = False, out: Optional[str] = None, env_name: str =
         "| model | compile s | one rollout ms | model steps/s |",
         "| --- | --- | --- | --- |",
     ] + [f"| {n} | {c:.1f} | {b * 1e3:.2f} | {sps:,.0f} |" for n, c, b, sps in rows] + [""]
-    report = "\n".join(lines)
-    if out:
-        with open(out, "a") as f:
-            f.write(report + "\n")
-    return report
+    return _write("\n".join(lines), {"bench": "models", "markdown": "\n".join(lines)}, out)
 
 
 def bench_planners(quick: bool = False, out: Optional[str] = None, env_name: str = "CartpoleSwingup", action_repeat: int = 4) -> str:
@@ -294,8 +286,208 @@ def bench_planners(quick: bool = False, out: Optional[str] = None, env_name: str
         "| model | planner | particles | iterations | plan ms | raw rollouts ms | ratio |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ] + [f"| {m} | {p} | {n} | {i} | {a * 1e3:.1f} | {b * 1e3:.1f} | {a / b:.2f} |" for m, p, n, i, a, b in rows] + [""]
-    report = "\n".join(lines)
+    return _write("\n".join(lines), {"bench": "planners", "markdown": "\n".join(lines)}, out)
+
+
+def bench_svg(quick: bool = False, out: Optional[str] = None) -> str:
+    """SAC-SVG(H) train throughput against SAC with the same settings, one process (Amos et al. 2021).
+
+    Runs configs/sac/cartpole_swingup.yaml (SAC), configs/svg/cartpole_swingup.yaml with horizon 0
+    (SVG(0): SAC's update plus a GRU trained on the side) and with horizon 2 (SVG(2)), warm-up off so
+    every step updates; times `chunks` jitted chunks after compiling. Ratio = SAC steps/s over the others'.
+    """
+    from mjxmbrl.config import load_config
+
+    steps, chunks = (64, 2) if quick else (250, 4)
+    common = [f"train.log_every={steps * 8}", "train.warmup_env_steps=0", "log.wandb=disabled", "log.progress=false"]
+    small = ["agent.hidden_sizes=[32,32]", "agent.batch_size=64"] if quick else []
+    small_model = ["model.encoder_sizes=[16]", "model.gru_size=16", "model.decoder_sizes=[16]", "agent.head_sizes=[16]",
+                   "model.batch_size=32"] if quick else []
+    runs = {
+        "sac": load_config("configs/sac/cartpole_swingup.yaml", common + small),
+        "svg(0)": load_config("configs/svg/cartpole_swingup.yaml", common + small + small_model + ["agent.horizon=0", "model.seq_len=2"]),
+        "svg(2)": load_config("configs/svg/cartpole_swingup.yaml", common + small + small_model),
+    }
+    rows = []
+    for name, cfg in runs.items():
+        components = build(cfg)
+        chunk = make_train_chunk(components, steps)
+        ts = init_state(components)
+        (ts, _), compile_s = timed(chunk, ts)  # fills the buffer with one batch's worth of steps first
+        times = []
+        for _ in range(chunks):
+            (ts, _), dt = timed(chunk, ts)
+            times.append(dt)
+        per_chunk = sorted(times)[len(times) // 2]
+        rows.append((name, compile_s, per_chunk, steps * cfg.env.num_envs * cfg.env.action_repeat / per_chunk, steps / per_chunk))
+    sac_rate = rows[0][3]
+    lines = [
+        f"### SAC-SVG(H) throughput against SAC ({'quick' if quick else 'CartpoleSwingup, DMC-100k settings'})",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: {platform.node()} ({platform.machine()}, "
+        f"{jax.devices()[0].platform.upper()} x{jax.device_count()} {jax.devices()[0].device_kind}, {_cpu_count()} cores); jax {jax.__version__}",
+        f"- command: `mjxmbrl bench svg{' --quick' if quick else ''}`",
+        "- configs: configs/sac/cartpole_swingup.yaml and configs/svg/cartpole_swingup.yaml (H = 0 and 2), warm-up off; "
+        f"{steps} agent steps per chunk (1 env, action repeat 8, 1 learner update and, for SVG, 1 GRU update per agent step); "
+        f"median of {chunks} chunks after compiling",
+        "",
+        "| agent | compile s | chunk s | env steps/s | agent steps/s | SAC / this |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ] + [f"| {n} | {c:.1f} | {t:.2f} | {r:,.0f} | {a:,.1f} | {sac_rate / r:.2f} |" for n, c, t, r, a in rows] + [""]
+    return _write("\n".join(lines), {"bench": "svg", "markdown": "\n".join(lines), "rows": [dict(zip(("agent", "compile_s", "chunk_s", "env_steps_per_s", "agent_steps_per_s"), r)) for r in rows]}, out)
+
+
+
+def _machine() -> str:
+    dev = jax.devices()[0]
+    return (f"{platform.node()} ({platform.machine()}, {dev.platform.upper()} x{jax.device_count()} {dev.device_kind}, "
+            f"{_cpu_count()} cores); jax {jax.__version__}")
+
+
+def _write(report: str, record: dict, out: Optional[str]) -> str:
+    """Appends the markdown to `out` and the record to the JSON list next to it (`out` with .json)."""
     if out:
+        import json
+        from pathlib import Path
+
         with open(out, "a") as f:
             f.write(report + "\n")
+        path = Path(out).with_suffix(".json")
+        records = json.loads(path.read_text()) if path.is_file() else []
+        records.append({"date": datetime.date.today().isoformat(), "machine": _machine(), **record})
+        path.write_text(json.dumps(records, indent=1) + "\n")
     return report
+
+
+def bench_scaling(quick: bool = False, out: Optional[str] = None, env_name: str = "CartpoleSwingup") -> str:
+    """Env steps/s against the number of parallel envs: jitted scan of env.step with uniform actions (no learning).
+
+    Sizes: 1..1024 envs on a CPU, 1..4096 on an accelerator (quick: 1, 8 on the toy task). Best of 3 calls
+    after compiling, `steps` vectorised steps each.
+    """
+    from mjxmbrl.envs import make_vector_env
+
+    on_cpu = jax.devices()[0].platform == "cpu"
+    sizes = (1, 8) if quick else ((1, 16, 64, 256, 1024) if on_cpu else (1, 64, 256, 1024, 2048, 4096))
+    name = "toy_reach" if quick else env_name
+    steps = 20 if quick else 100
+    rows = []
+    for n in sizes:
+        env = make_vector_env(name, n, impl="jax", auto_reset=True)
+
+        @jax.jit
+        def run(key, env=env, n=n):
+            state = env.reset(key)
+
+            def body(state, k):
+                action = jax.random.uniform(k, (n, env.action_size), minval=-1.0, maxval=1.0)
+                return env.step(state, action), None
+
+            return jax.lax.scan(body, state, jax.random.split(key, steps))[0].reward
+
+        _, compile_s = timed(run, jax.random.PRNGKey(0))
+        best = min(timed(run, jax.random.PRNGKey(i + 1))[1] for i in range(3))
+        rows.append((n, compile_s, best, n * steps / best))
+    lines = [
+        f"### Env steps/s against parallel envs ({name}, impl jax)",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: {_machine()}",
+        f"- command: `mjxmbrl bench scaling{' --quick' if quick else ''}`",
+        f"- one call: reset + {steps} vectorised steps with uniform random actions, auto-reset on; best of 3 after compiling",
+        "",
+        "| envs | compile s | call s | env steps/s |",
+        "| --- | --- | --- | --- |",
+    ] + [f"| {n} | {c:.1f} | {t:.3f} | {r:,.0f} |" for n, c, t, r in rows] + [""]
+    record = {"bench": "scaling", "env": name, "rows": [{"num_envs": n, "env_steps_per_s": r} for n, _, _, r in rows]}
+    return _write("\n".join(lines), record, out)
+
+
+def _chunk_time(cfg, steps: int, calls: int = 3) -> tuple:
+    """(compile s, median s) of `calls` jitted chunks of `steps` train steps of `cfg` (all seeds of the run)."""
+    from mjxmbrl.train import init_run_state
+
+    components = build(cfg)
+    chunk = make_train_chunk(components, steps)
+    ts = init_run_state(components)
+    (ts, _), compile_s = timed(chunk, ts)
+    times = []
+    for _ in range(calls):
+        (ts, _), dt = timed(chunk, ts)
+        times.append(dt)
+    return compile_s, sorted(times)[len(times) // 2]
+
+
+def bench_seeds(quick: bool = False, out: Optional[str] = None) -> str:
+    """Cost of S seeds vmapped in one program against one seed (and S sequential runs = S x one seed).
+
+    SAC on configs/sac/cartpole_swingup.yaml (quick: configs/debug.yaml with tiny networks), warm-up off,
+    one chunk timed after compiling. S = 4 on a CPU, 8 on an accelerator.
+    """
+    from mjxmbrl.config import load_config
+
+    on_cpu = jax.devices()[0].platform == "cpu"
+    seeds = 2 if quick else (4 if on_cpu else 8)
+    steps = 16 if quick else 100
+    path = "configs/debug.yaml" if quick else "configs/sac/cartpole_swingup.yaml"
+    base = ["train.warmup_env_steps=0", "log.wandb=disabled", "log.progress=false"] + (["agent.hidden_sizes=[16,16]", "agent.batch_size=32"] if quick else [])
+    c1, t1 = _chunk_time(load_config(path, base), steps)
+    cs, ts = _chunk_time(load_config(path, base + [f"train.num_seeds={seeds}"]), steps)
+    lines = [
+        f"### {seeds} vmapped seeds against one seed ({path})",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: {_machine()}",
+        f"- command: `mjxmbrl bench seeds{' --quick' if quick else ''}`",
+        f"- one chunk of {steps} train steps, warm-up off (every step updates), median of 3 after compiling",
+        "",
+        "| run | compile s | chunk s | time / one seed | time / (S sequential seeds) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| 1 seed | {c1:.1f} | {t1:.3f} | 1.00 | - |",
+        f"| {seeds} seeds, vmapped | {cs:.1f} | {ts:.3f} | {ts / t1:.2f} | {ts / (seeds * t1):.2f} |",
+        "",
+    ]
+    record = {"bench": "seeds", "config": path, "seeds": seeds, "one_seed_s": t1, "vmapped_s": ts, "ratio_to_one_seed": ts / t1}
+    return _write("\n".join(lines), record, out)
+
+
+def bench_memory(quick: bool = False, out: Optional[str] = None) -> str:
+    """Peak device memory of each default config's jitted train chunk.
+
+    On an accelerator: the device's peak_bytes_in_use after one chunk (fresh process per config is not
+    needed for an upper bound: the figure is read after that config's chunk). On a CPU (no allocator
+    statistics): XLA's compiled memory analysis, arguments + outputs + temporaries of the chunk.
+    """
+    from mjxmbrl.config import load_config
+    from mjxmbrl.train import chunk_plan, init_run_state
+
+    paths = ["configs/debug.yaml"] if quick else [
+        "configs/debug.yaml", "configs/sac/cartpole_swingup.yaml", "configs/sac/walker_walk.yaml",
+        "configs/svg/cartpole_swingup.yaml", "configs/svg/walker_walk.yaml",
+    ]
+    overrides = ["log.wandb=disabled", "log.progress=false"] + (["replay.capacity=20000"] if quick else [])
+    rows = []
+    for path in paths:
+        cfg = load_config(path, overrides)
+        components = build(cfg)
+        steps = chunk_plan(cfg)["steps_per_chunk"]
+        chunk = make_train_chunk(components, steps)
+        ts = init_run_state(components)
+        stats = jax.devices()[0].memory_stats()
+        if stats and "peak_bytes_in_use" in stats:
+            jax.block_until_ready(chunk(ts))
+            peak, how = jax.devices()[0].memory_stats()["peak_bytes_in_use"], "allocator peak"
+        else:
+            analysis = chunk.lower(ts).compile().memory_analysis()
+            peak = analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
+            how = "XLA memory analysis"
+        rows.append((path, cfg.replay.capacity, peak, how))
+    lines = [
+        "### Peak device memory of the default configs (one train chunk)",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: {_machine()}",
+        f"- command: `mjxmbrl bench memory{' --quick' if quick else ''}`",
+        "",
+        "| config | replay capacity | peak MiB | how |",
+        "| --- | --- | --- | --- |",
+    ] + [f"| {p} | {c:,} | {b / 2**20:,.1f} | {h} |" for p, c, b, h in rows] + [""]
+    record = {"bench": "memory", "rows": [{"config": p, "peak_bytes": b, "how": h} for p, _, b, h in rows]}
+    return _write("\n".join(lines), record, out)
