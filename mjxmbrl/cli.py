@@ -1,4 +1,4 @@
-"""Command line: `mjxmbrl train | eval | plan | model-eval | list | plot | bench`.
+"""Command line: `mjxmbrl train | eval | plan | model-eval | sweep | reproduce | list | plot | bench`.
 
 Every user error is a `MjxmbrlError`: printed as one `error:` line, exit code 1
 (130 for an interrupted run whose checkpoint was saved). Heavy imports (jax,
@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
+
+# MuJoCo reads MUJOCO_GL once, at its first import: headless EGL unless the user chose (e.g. osmesa).
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 from mjxmbrl.types import MjxmbrlError
 
@@ -42,7 +46,11 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from mjxmbrl.policy_eval import evaluate_run
 
-    result = evaluate_run(Path(args.run_dir), episodes=args.episodes, seed=args.seed)
+    result = evaluate_run(
+        Path(args.run_dir), episodes=args.episodes, seed=args.seed,
+        video=args.video, video_episodes=args.video_episodes, width=args.width, height=args.height,
+        seed_index=args.seed_index,
+    )
     print(json.dumps(result, indent=2))
     return 0
 
@@ -114,6 +122,14 @@ def _cmd_model_eval(args) -> int:
 
 
 def _cmd_list(args) -> int:
+    if args.what == "experiments":
+        from mjxmbrl.experiments import list_experiments
+
+        print(f"{'name':<20} {'paper':<44} {'cells':>5}  budgets (env steps x seeds)")
+        for e in list_experiments():
+            budgets = ", ".join(f"{b.name} {b.total_env_steps}x{b.seeds}" for b in e.budgets.values())
+            print(f"{e.name:<20} {e.paper:<44} {len(e.cells):>5}  {budgets}")
+        return 0
     if args.what == "envs":
         from mjxmbrl.envs.registry import list_env_specs
 
@@ -132,22 +148,47 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from mjxmbrl.plotting import plot_runs
+    from mjxmbrl.plotting import plot_groups
 
     for d in args.run_dirs:
         if not (Path(d) / "metrics.jsonl").is_file():
             raise MjxmbrlError(f"{d} has no metrics.jsonl")
-    out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out))
+    out = plot_groups([Path(d) for d in args.run_dirs], Path(args.out), metric=args.metric, band=args.band)
     print(out)
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from mjxmbrl.bench import bench_models, bench_planners, bench_sac
+def _cmd_reproduce(args) -> int:
+    from mjxmbrl.reproduce import check_request, default_out_dir
 
-    bench = {"sac": bench_sac, "models": bench_models, "planners": bench_planners}[args.what]
+    _, _, seeds = check_request(args.name, args.budget, args.seeds, args.jobs)  # bad input fails before anything runs
+    out = Path(args.out) if args.out else default_out_dir(args.name, args.budget)
+    from mjxmbrl.reproduce import RESULTS_MD, reproduce
+
+    command = f"mjxmbrl reproduce {args.name} --budget {args.budget}" + (f" --seeds {args.seeds}" if args.seeds else "")
+    command += f" --out {args.out}" if args.out else ""
+    command += f" --jobs {args.jobs}" if args.jobs != 1 else ""
+    reproduce(args.name, args.budget, seeds, out, command=command, jobs=args.jobs)
+    print((out / RESULTS_MD).read_text())
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from mjxmbrl import bench as benches
+
+    bench = getattr(benches, f"bench_{args.what}")
     report = bench(quick=args.quick, out=args.out)
     print(report)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from mjxmbrl.sweep import describe, load_sweep, plan_sweep, run_sweep
+
+    plan = plan_sweep(load_sweep(args.sweep_file), args.config, list(args.overrides), seed=args.seed)
+    print(describe(plan), flush=True)
+    if not args.dry_run:
+        run_sweep(plan)
     return 0
 
 
@@ -166,6 +207,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed-index", type=int, default=None, help="multi-seed run: evaluate only seed train.seed + INDEX (default: every seed)")
+    p.add_argument("--video", action="store_true", help="also write RUN_DIR/videos/eval-<env_steps>.mp4 (and log it to W&B)")
+    p.add_argument("--video-episodes", type=int, default=1, help="episodes in the video (default 1)")
+    p.add_argument("--width", type=int, default=320, help="video width in pixels (default 320)")
+    p.add_argument("--height", type=int, default=240, help="video height in pixels (default 240)")
     p.set_defaults(fn=_cmd_eval)
 
     p = sub.add_parser("plan", help="MPC without learning: mjxmbrl plan CONFIG.yaml [section.key=value ...] [--episodes M]")
@@ -190,24 +236,57 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_model_eval)
 
     p = sub.add_parser("list", help="list registered envs, agents, models or planners")
-    p.add_argument("what", choices=["envs", "agents", "models", "planners"])
+    p.add_argument("what", choices=["envs", "agents", "models", "planners", "experiments"])
     p.set_defaults(fn=_cmd_list)
 
-    p = sub.add_parser("plot", help="overlay learning curves of runs")
+    p = sub.add_parser("plot", help="learning curves of runs grouped by config: mean over seeds with a band")
     p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--metric", default="eval/return", help="metric to plot (default eval/return)")
+    p.add_argument("--band", default="ci95", choices=["ci95", "std"], help="band over seeds: Student-t 95%% CI (default) or std")
     p.add_argument("--out", default="learning_curves.png")
     p.set_defaults(fn=_cmd_plot)
 
+    p = sub.add_parser("reproduce", help="run a paper experiment and compare with the paper: mjxmbrl reproduce NAME [--budget smoke|small|paper]")
+    p.add_argument("name", help="experiment name (mjxmbrl list experiments)")
+    p.add_argument("--budget", default="smoke", help="smoke | small | paper (default smoke)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the budget's)")
+    p.add_argument("--out", default=None, help="output directory (default runs/reproduce/NAME-BUDGET)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at a time, in worker processes (CPU only; default 1)")
+    p.set_defaults(fn=_cmd_reproduce)
+
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")
-    p.add_argument("what", choices=["sac", "models", "planners"])
+    p.add_argument("what", choices=["sac", "svg", "models", "planners", "scaling", "seeds", "memory"])
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument("--out", default=None, help="markdown file to append the results to")
     p.set_defaults(fn=_cmd_bench)
+
+    p = sub.add_parser("sweep", help="run a W&B sweep file locally: mjxmbrl sweep SWEEP.yaml [--config BASE.yaml] [--dry-run]")
+    p.add_argument("sweep_file", help="W&B sweep YAML (method grid or random; parameters keyed by section.key)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides of the base config for every trial, e.g. train.total_env_steps=20000")
+    p.add_argument("--config", help="base config (default: the .yaml after `train` in the sweep's command, else the defaults)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random search's draws (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="list the trials and exit without running")
+    p.set_defaults(fn=_cmd_sweep)
     return parser
 
 
+def _dashed_overrides(parser: argparse.ArgumentParser, args, extra: List[str]) -> None:
+    """W&B agents call `mjxmbrl train CONFIG --agent.actor_lr=0.001 ...`: such arguments become overrides."""
+    from mjxmbrl.sweep import as_override
+
+    taken = [as_override(a) for a in extra] if args.command in ("train", "sweep") else [None] * len(extra)
+    unknown = [a for a, o in zip(extra, taken) if o is None]
+    if unknown:
+        hint = " (overrides look like section.key=value or --section.key=value)" if args.command in ("train", "sweep") else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    args.overrides = list(args.overrides) + taken
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _dashed_overrides(parser, args, extra)
     try:
         return args.fn(args)
     except MjxmbrlError as err:
