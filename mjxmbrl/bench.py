@@ -17,6 +17,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mjxmbrl.config import Config, EnvConfig, LogConfig, ReplayConfig, SACConfig, TrainConfig
 from mjxmbrl.runner import eval_key
@@ -410,6 +411,10 @@ def _chunk_time(cfg, steps: int, calls: int = 3) -> tuple:
     chunk = make_train_chunk(components, steps)
     ts = init_run_state(components)
     (ts, _), compile_s = timed(chunk, ts)
+    # Fill the buffer past one batch first: before that a single seed skips its updates (lax.cond), while
+    # vmapped seeds run both branches of that cond, which would compare unequal work.
+    while int(np.asarray(ts.replay.size).reshape(-1)[0]) * cfg.env.num_envs < cfg.agent.batch_size:
+        ts, _ = chunk(ts)
     times = []
     for _ in range(calls):
         (ts, _), dt = timed(chunk, ts)

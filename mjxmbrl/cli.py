@@ -168,7 +168,8 @@ def _cmd_reproduce(args) -> int:
     command = f"mjxmbrl reproduce {args.name} --budget {args.budget}" + (f" --seeds {args.seeds}" if args.seeds else "")
     command += f" --out {args.out}" if args.out else ""
     command += f" --jobs {args.jobs}" if args.jobs != 1 else ""
-    reproduce(args.name, args.budget, seeds, out, command=command, jobs=args.jobs)
+    command += " --report-only" if args.report_only else ""
+    reproduce(args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only)
     print((out / RESULTS_MD).read_text())
     return 0
 
@@ -252,6 +253,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the budget's)")
     p.add_argument("--out", default=None, help="output directory (default runs/reproduce/NAME-BUDGET)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at a time, in worker processes (CPU only; default 1)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: write results.md/png from the runs already finished in --out")
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")

@@ -296,7 +296,8 @@ class TrainConfig:
     # (the whole TrainState vmapped over a leading seed axis); summary.json reports their mean and spread.
     num_seeds: int = 1
     # Data parallelism: a 1-D device mesh over which envs and the replay's env axis are sharded
-    # (params replicated). 0: every device the program sees; N: the first N. Must divide env.num_envs.
+    # (params replicated). 0: automatic (the most local devices that divide env.num_envs; every device of a
+    # multi-host job); N: the first N, which must divide env.num_envs.
     devices: int = 0
     # Multi-host: call jax.distributed.initialize() first (also done when JAX_COORDINATOR_ADDRESS is set).
     distributed: bool = False

@@ -115,11 +115,23 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
+def auto_device_count(available: int, num_envs: int) -> int:
+    """The most devices, at most `available`, that split `num_envs` evenly (train.devices=0 on one host)."""
+    return max(d for d in range(1, available + 1) if num_envs % d == 0)
+
+
 def make_mesh(cfg) -> Mesh:
-    """The 1-D mesh of `train.devices` devices (0: all), checked against what is available and env.num_envs."""
+    """The 1-D mesh of `train.devices` devices, checked against what is available and env.num_envs.
+
+    train.devices=0 (automatic): on one host, the most local devices that divide env.num_envs (all
+    of them for a num_envs that all divide; 1 for a single env, e.g. the DMC-100k configs); on several
+    hosts, every device of the job.
+    """
     init_distributed(cfg.train)
     available = jax.device_count()
     wanted = cfg.train.devices or available
+    if cfg.train.devices == 0 and jax.process_count() == 1:
+        wanted = auto_device_count(available, cfg.env.num_envs)
     if wanted > available:
         kinds = sorted({d.platform for d in jax.devices()})
         raise ConfigError(

@@ -328,6 +328,7 @@ def results_markdown(
     wall_s: Optional[float] = None,
     metric: str = METRIC,
     left_out: Sequence[str] = (),
+    not_finished: Sequence[str] = (),
 ) -> str:
     sources = sorted({r.cell.published.source for r in results if r.cell.published is not None})
     lines = [
@@ -348,6 +349,8 @@ def results_markdown(
         lines.append(f"- wall time of this invocation: {wall_s:.0f} s")
     for item in left_out:
         lines.append(f"- left out (diverged): {item}")
+    for item in not_finished:
+        lines.append(f"- left out (not finished when this report was written): {item}")
     lines += [
         "",
         f"Ours: the final `{metric}` of each seed (mean over its eval episodes at the last evaluation), "
@@ -422,12 +425,13 @@ def write_results(
     wall_s: Optional[float] = None,
     diverged: Sequence[Path] = (),
     machine_at_start: Optional[str] = None,
+    not_finished: Sequence[Path] = (),
 ) -> List[CellResult]:
     """Writes results.md, results.json and results.png into `out`; returns the per-cell results.
 
     Runs in `diverged` are left out of the table and the curves (and listed).
     """
-    skip = {Path(d) for d in diverged}
+    skip = {Path(d) for d in diverged} | {Path(d) for d in not_finished}
     by_cell: Dict[str, List[Path]] = {}
     for run in planned:
         by_cell.setdefault(run.cell.id, [])
@@ -440,7 +444,7 @@ def write_results(
         machine = f"{machine} at the end; at the start: {machine_at_start.split('load average ')[-1]}"
     text = results_markdown(
         experiment, budget, results, seeds=seeds, command=command, date=date, machine=machine, wall_s=wall_s,
-        left_out=[str(d) for d in sorted(skip)],
+        left_out=[str(d) for d in sorted(diverged)], not_finished=[str(d) for d in sorted(not_finished)],
     )
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / RESULTS_MD, text)
@@ -464,8 +468,13 @@ def reproduce(
     command: Optional[str] = None,
     log=_log,
     jobs: int = 1,
+    report_only: bool = False,
 ) -> Path:
-    """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir."""
+    """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir.
+
+    `report_only`: train nothing; write the results of the runs that have finished (e.g. trained by
+    several processes or machines into the same out dir) and list the others as not finished.
+    """
     experiment, b, n_seeds = check_request(name, budget, seeds, jobs)
     out = Path(out) if out is not None else default_out_dir(name, budget)
     planned = plan_runs(experiment, b, n_seeds, out)
@@ -476,6 +485,12 @@ def reproduce(
     log(f"reproduce {name} ({budget}): {len(experiment.cells)} cells x {n_seeds} seed(s) -> {out}")
     at_start = machine_description()
     started = time.perf_counter()
+    if report_only:
+        finished = [r for r in planned if run_status(r) == "finished"]
+        not_finished = [r.run_dir for r in planned if r not in finished]
+        write_results(experiment, b, planned, out, seeds=n_seeds, command=command, not_finished=not_finished)
+        log(f"written from {len(finished)} finished of {len(planned)} runs: {out / RESULTS_MD}, {out / RESULTS_PNG}")
+        return out
     records = execute(planned, log=log, jobs=jobs)
     wall = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)

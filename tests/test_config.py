@@ -16,6 +16,10 @@ def test_every_shipped_config_loads():
 
             for name, values in model_settings(path).items():
                 build_model_config(name, {k: v for k, v in values.items() if k != "updates"})
+        elif path.parent.name == "sweeps":  # W&B sweep files: every trial's config is built and checked
+            from mjxmbrl.sweep import load_sweep, plan_sweep
+
+            plan_sweep(load_sweep(path), None, [])
         else:
             load_config(path)
 

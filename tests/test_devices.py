@@ -117,7 +117,14 @@ def test_device_count_errors_through_the_cli(tmp_path):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: train.devices=4, but only 2 cpu device(s) are available"), proc.stderr
-    proc = _cli(tmp_path, "env.num_envs=3")  # train.devices=0: all 2 devices, which do not divide 3 envs
-    assert proc.returncode == 1 and "uses all 2 devices, which do not divide env.num_envs=3" in proc.stderr
-    assert "set train.devices=1" in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_automatic_device_count_divides_the_envs():
+    from mjxmbrl.parallel import auto_device_count
+
+    assert auto_device_count(8, 1) == 1  # a DMC-100k config (one env) on an 8-GPU node runs on one GPU
+    assert auto_device_count(8, 256) == 8
+    assert auto_device_count(8, 12) == 6
+    assert auto_device_count(2, 3) == 1
+    assert auto_device_count(1, 7) == 1

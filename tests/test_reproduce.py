@@ -206,6 +206,11 @@ def test_reproduce_end_to_end_and_continue(tmp_path, toy_experiment):
     assert delta == pytest.approx(ours + 5.0, abs=0.051)
     png = (out / "results.png").read_bytes()
     assert len(png) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    # report only, asking for two seeds: nothing trains, seed 1 is listed as not finished
+    reproduce("toy-e2e", "smoke", seeds=2, out=out, log=logs.append, report_only=True)
+    assert not (out / "runs" / "sac-toy_reach-s1").exists()
+    assert "not finished when this report was written" in (out / "results.md").read_text()
+    assert json.loads((out / "results.json").read_text())["cells"][0]["seeds"] == 1
     # continuing with a second seed: the finished seed 0 is skipped, seed 1 trains in a worker process
     logs.clear()
     reproduce("toy-e2e", "smoke", seeds=2, out=out, log=logs.append, jobs=2)
