@@ -201,6 +201,19 @@ def sac_actor_loss(core: SACCore, critic_params: Params, obs: jax.Array, key: PR
     return loss_fn
 
 
+def sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_entropy, q) -> Metrics:
+    """The learner/ metrics of one SAC-style update (SAC and SAC-SVG(H)); `alpha` is the one its losses used."""
+    return {
+        "learner/critic_loss": critic_loss,
+        "learner/actor_loss": actor_loss,
+        "learner/alpha_loss": alpha_loss,
+        "learner/alpha": alpha,
+        "learner/entropy": -jnp.mean(log_prob),
+        "learner/target_entropy": target_entropy,
+        "learner/q_mean": jnp.mean(q),
+    }
+
+
 def make_policy_fns(core: SACCore):
     """(policy_params, policy, value) of a tanh-Gaussian actor with a critic ensemble (Learner fields)."""
 
@@ -247,16 +260,7 @@ def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: i
         state, actor_loss, log_prob = core.fit_actor(state, sac_actor_loss(core, state.critic_params, batch.obs, actor_key, alpha))
         state, alpha_loss = core.fit_alpha(state, log_prob, target_entropy)
         state = core.update_target(state)
-        metrics = {
-            "learner/critic_loss": critic_loss,
-            "learner/actor_loss": actor_loss,
-            "learner/alpha_loss": alpha_loss,
-            "learner/alpha": alpha,
-            "learner/entropy": -jnp.mean(log_prob),
-            "learner/target_entropy": target_entropy,
-            "learner/q_mean": jnp.mean(q),
-        }
-        return state, metrics
+        return state, sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_entropy, q)
 
     policy_params, policy, value = make_policy_fns(core)
     return Learner(init=core.init, update=update, policy_params=policy_params, policy=policy, value=value)

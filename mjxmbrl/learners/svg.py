@@ -39,6 +39,7 @@ from mjxmbrl.learners.sac import (
     SACState,
     make_policy_fns,
     make_sac_core,
+    sac_metrics,
     target_entropy_at,
 )
 from mjxmbrl.models.base import Model, normalize_obs as model_normalize
@@ -314,17 +315,7 @@ def make_svg(
         sac, actor_loss, log_prob = core.fit_actor(state.sac, loss_fn)
         sac, alpha_loss = core.fit_alpha(sac, log_prob, target_entropy)
         state, head_metrics = fit_heads(state.replace(sac=core.update_target(sac)), batch, model_params)
-        metrics = {
-            "learner/critic_loss": critic_loss,
-            "learner/actor_loss": actor_loss,
-            "learner/alpha_loss": alpha_loss,
-            "learner/alpha": alpha,
-            "learner/entropy": -jnp.mean(log_prob),
-            "learner/target_entropy": target_entropy,
-            "learner/q_mean": jnp.mean(q),
-            **head_metrics,
-        }
-        return state, metrics
+        return state, {**sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_entropy, q), **head_metrics}
 
     parts = SVGParts(core, init, actor_loss_fn, critic_targets, fit_heads)
     if return_parts:
