@@ -169,7 +169,10 @@ def _cmd_reproduce(args) -> int:
     command += f" --out {args.out}" if args.out else ""
     command += f" --jobs {args.jobs}" if args.jobs != 1 else ""
     command += " --report-only" if args.report_only else ""
-    reproduce(args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only)
+    command += " --vmap-seeds" if args.vmap_seeds else ""
+    reproduce(
+        args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only, vmap_seeds=args.vmap_seeds
+    )
     print((out / RESULTS_MD).read_text())
     return 0
 
@@ -254,6 +257,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default runs/reproduce/NAME-BUDGET)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at a time, in worker processes (CPU only; default 1)")
     p.add_argument("--report-only", action="store_true", help="train nothing: write results.md/png from the runs already finished in --out")
+    p.add_argument(
+        "--vmap-seeds", action="store_true",
+        help="train each cell's seeds together in one vmapped program (one run directory per cell, train.num_seeds=S)",
+    )
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")

@@ -1,7 +1,10 @@
 """`mjxmbrl reproduce NAME`: run every cell of a paper experiment, then compare with the paper.
 
 Each (cell, seed) is one run directory `<out>/runs/<cell id>-s<seed>` trained
-with `runner.train` in this process. A run whose summary.json says it finished
+with `runner.train` in this process; with `vmap_seeds` (CLI `--vmap-seeds`)
+each cell is one run `<cell id>-s0-<S-1>` training its S seeds in one
+vmapped program (`train.num_seeds=S`, seed values 0..S-1, the same
+parameters as the seeds trained alone). A run whose summary.json says it finished
 is skipped, one with a checkpoint is resumed, so an interrupted reproduce
 continues where it stopped. At the end `<out>/results.md` (and
 `results.json`) holds, per cell, the final eval return mean +- std over seeds
@@ -46,9 +49,14 @@ def default_out_dir(name: str, budget: str) -> Path:
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
     cell: Cell
-    seed: int
+    seed: int  # the first seed of the run
     run_dir: Path
     cfg: Any  # mjxmbrl.config.Config
+    num_seeds: int = 1  # seeds seed, seed + 1, ... trained in this run's one program
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed}" if self.num_seeds == 1 else f"seeds {self.seed}-{self.seed + self.num_seeds - 1}"
 
 
 def check_request(name: str, budget: str, seeds: Optional[int], jobs: int = 1) -> tuple[Experiment, Budget, int]:
@@ -65,34 +73,43 @@ def check_request(name: str, budget: str, seeds: Optional[int], jobs: int = 1) -
     return experiment, b, b.seeds if seeds is None else seeds
 
 
-def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path) -> List[str]:
-    """Budget overrides, then the cell's own, then seed and run location (the last word)."""
+def run_name(cell: Cell, seed: int, num_seeds: int = 1) -> str:
+    return f"{cell.id}-s{seed}" if num_seeds == 1 else f"{cell.id}-s{seed}-{seed + num_seeds - 1}"
+
+
+def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_seeds: int = 1) -> List[str]:
+    """Budget overrides, then the cell's own, then seed(s) and run location (the last word)."""
     return [
         *budget.config_overrides(cell.task),
         *cell.overrides,
         f"train.seed={seed}",
+        f"train.num_seeds={num_seeds}",
         f"log.runs_dir={runs_dir}",
-        f"log.run_name={cell.id}-s{seed}",
+        f"log.run_name={run_name(cell, seed, num_seeds)}",
     ]
 
 
-def plan_runs(experiment: Experiment, budget: Budget, seeds: int, out: Path) -> List[PlannedRun]:
-    """Builds and validates every run's config before anything runs."""
+def plan_runs(experiment: Experiment, budget: Budget, seeds: int, out: Path, vmap_seeds: bool = False) -> List[PlannedRun]:
+    """Builds and validates every run's config before anything runs.
+
+    One run per (cell, seed), or with `vmap_seeds` one run per cell holding all its seeds.
+    """
     from mjxmbrl.config import load_config
 
     runs_dir = out / "runs"
     planned = []
+    per_run = seeds if vmap_seeds else 1
     for cell in experiment.cells:
         if not cell.config_path.is_file():
             raise ExperimentError(f"experiment '{experiment.name}', cell '{cell.id}': config file {cell.config_path} not found")
-        for seed in range(seeds):
-            cfg = load_config(cell.config_path, cell_overrides(cell, budget, seed, runs_dir))
+        for seed in range(0, seeds, per_run):
+            cfg = load_config(cell.config_path, cell_overrides(cell, budget, seed, runs_dir, per_run))
             if cfg.env.action_repeat != cell.action_repeat:
                 raise ExperimentError(
                     f"cell '{cell.id}': {cell.config} gives env.action_repeat={cfg.env.action_repeat}, "
                     f"but the paper uses {cell.action_repeat}"
                 )
-            planned.append(PlannedRun(cell, seed, runs_dir / f"{cell.id}-s{seed}", cfg))
+            planned.append(PlannedRun(cell, seed, runs_dir / run_name(cell, seed, per_run), cfg, per_run))
     return planned
 
 
@@ -182,8 +199,8 @@ def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict
     todo = []
     for i, run in enumerate(planned, 1):
         status = run_status(run)
-        where = f"[{i}/{len(planned)}] {run.cell.id} seed {run.seed}"
-        record = {"cell": run.cell.id, "seed": run.seed, "run_dir": str(run.run_dir), "status": status, "wall_s": 0.0}
+        where = f"[{i}/{len(planned)}] {run.cell.id} {run.label}"
+        record = {"cell": run.cell.id, "seed": run.seed, "num_seeds": run.num_seeds, "run_dir": str(run.run_dir), "status": status, "wall_s": 0.0}
         records.append(record)
         if status == "finished":
             log(f"{where}: finished run found in {run.run_dir}, skipped")
@@ -469,19 +486,21 @@ def reproduce(
     log=_log,
     jobs: int = 1,
     report_only: bool = False,
+    vmap_seeds: bool = False,
 ) -> Path:
     """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir.
 
     `report_only`: train nothing; write the results of the runs that have finished (e.g. trained by
     several processes or machines into the same out dir) and list the others as not finished.
+    `vmap_seeds`: each cell's seeds train together in one vmapped program (one run directory per cell).
     """
     experiment, b, n_seeds = check_request(name, budget, seeds, jobs)
     out = Path(out) if out is not None else default_out_dir(name, budget)
-    planned = plan_runs(experiment, b, n_seeds, out)
+    planned = plan_runs(experiment, b, n_seeds, out, vmap_seeds)
     for run in planned:
         run_status(run)  # a directory of another config is rejected before anything runs
     if command is None:
-        command = f"mjxmbrl reproduce {name} --budget {budget} --seeds {n_seeds} --out {out}"
+        command = f"mjxmbrl reproduce {name} --budget {budget} --seeds {n_seeds} --out {out}" + (" --vmap-seeds" if vmap_seeds else "")
     log(f"reproduce {name} ({budget}): {len(experiment.cells)} cells x {n_seeds} seed(s) -> {out}")
     at_start = machine_description()
     started = time.perf_counter()

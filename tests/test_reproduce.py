@@ -65,6 +65,9 @@ def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
     assert first.run_dir == tmp_path / "runs" / "sac-cartpole_swingup-s0" and planned[1].cfg.train.seed == 1
     assert first.cfg.train.total_env_steps == 2000 and first.cfg.agent.hidden_sizes == (64, 64)
     assert [p.cfg.env.action_repeat for p in planned[::2]] == [8, 4, 2, 2, 4]
+    together = plan_runs(e, e.budgets["smoke"], 3, tmp_path, vmap_seeds=True)
+    assert len(together) == 5 and together[0].run_dir.name == "sac-cartpole_swingup-s0-2"
+    assert together[0].cfg.train.num_seeds == 3 and together[0].cfg.train.seed == 0 and together[0].label == "seeds 0-2"
     drifted = Experiment(
         "drift", "p", "t", "d",
         (Cell("sac", "cartpole_swingup", "configs/sac/cartpole_swingup.yaml", 8, overrides=("env.action_repeat=4",)),),
@@ -220,3 +223,13 @@ def test_reproduce_end_to_end_and_continue(tmp_path, toy_experiment):
     assert result["seeds"] == 2 and set(result["per_seed"]) == {"0", "1"}
     assert result["per_seed"]["0"] == pytest.approx(ours, abs=0.051) and result["std"] is not None
     assert "| 2 | 400 |" in (out / "results.md").read_text()
+    # the same two seeds trained together in one vmapped program: one run directory, the same per-seed results
+    vmapped = tmp_path / "vmapped"
+    logs.clear()
+    reproduce("toy-e2e", "smoke", seeds=2, out=vmapped, log=logs.append, vmap_seeds=True)
+    assert sorted(p.name for p in (vmapped / "runs").iterdir()) == ["sac-toy_reach-s0-1"]
+    assert any("seeds 0-1: training" in l for l in logs), logs
+    together = json.loads((vmapped / "results.json").read_text())["cells"][0]
+    assert together["seeds"] == 2
+    for seed in ("0", "1"):
+        assert together["per_seed"][seed] == pytest.approx(result["per_seed"][seed], abs=0.05)
