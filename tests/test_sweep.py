@@ -472,8 +472,7 @@ def test_cli_sweep_bad_input_and_dry_run(tmp_path, capsys):
 
 def test_sweep_end_to_end_2x2_grid_on_the_debug_config(tmp_path):
     """Four tiny trainings in one process. agent.init_alpha and train.seed only change the initial state, so with
-    JAX's persistent compilation cache the four trials compile the train chunk once: that cuts the test's cost,
-    not what it tests."""
+    JAX's persistent compilation cache (tests/conftest.py) the four trials compile the train chunk once."""
     runs = tmp_path / "runs"
     sweep_file = write(
         tmp_path,
@@ -485,7 +484,7 @@ def test_sweep_end_to_end_2x2_grid_on_the_debug_config(tmp_path):
             "command": ["${env}", "mjxmbrl", "train", "configs/debug.yaml", "${args}"],
         },
     )
-    proc = cli("sweep", sweep_file, *TINY, f"log.runs_dir={runs}", env_extra={"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache")})
+    proc = cli("sweep", sweep_file, *TINY, f"log.runs_dir={runs}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep_dir = runs / "tiny-grid"
     trial_dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
