@@ -3,7 +3,8 @@
 
     python benchmarks/run_experiment_parallel.py svg-horizons-dmc paper 3 --workers 2
 
-Runs go in seed-major order (every cell's seed 0 first), so a budget cut short still covers every cell.
+Runs go in seed-major order (every cell's seed 0 first), so a budget cut short still covers every cell;
+`--order task` finishes every seed of the first task before the next task starts (seed-major within a task).
 """
 
 import argparse
@@ -21,13 +22,20 @@ def main() -> int:
     parser.add_argument("budget")
     parser.add_argument("seeds", type=int)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--order", choices=("seed", "task"), default="seed", help="seed: seed-major; task: task, then seed")
     parser.add_argument("--skip", nargs="*", default=[], help="run names to leave out (e.g. trained elsewhere)")
     args = parser.parse_args()
     experiment = get_experiment(args.name)
     budget = experiment.budget(args.budget)
     out = default_out_dir(args.name, args.budget)
     cells = [c.id for c in experiment.cells]
-    planned = sorted(plan_runs(experiment, budget, args.seeds, out), key=lambda r: (r.seed, cells.index(r.cell.id)))
+    tasks = list(dict.fromkeys(c.task for c in experiment.cells))
+
+    def order(run):
+        seed_major = (run.seed, cells.index(run.cell.id))
+        return seed_major if args.order == "seed" else (tasks.index(run.cell.task),) + seed_major
+
+    planned = sorted(plan_runs(experiment, budget, args.seeds, out), key=order)
     todo = [r for r in planned if run_status(r) != "finished" and r.run_dir.name not in args.skip]
 
     def train(run):
