@@ -161,7 +161,8 @@ def _cmd_plot(args) -> int:
 def _cmd_reproduce(args) -> int:
     from mjxmbrl.reproduce import check_request, default_out_dir
 
-    _, _, seeds = check_request(args.name, args.budget, args.seeds, args.jobs)  # bad input fails before anything runs
+    cells = [c for c in args.cells.split(",") if c] if args.cells else None
+    _, _, seeds = check_request(args.name, args.budget, args.seeds, args.jobs, cells, args.order)  # bad input fails before anything runs
     out = Path(args.out) if args.out else default_out_dir(args.name, args.budget)
     from mjxmbrl.reproduce import RESULTS_MD, reproduce
 
@@ -170,8 +171,11 @@ def _cmd_reproduce(args) -> int:
     command += f" --jobs {args.jobs}" if args.jobs != 1 else ""
     command += " --report-only" if args.report_only else ""
     command += " --vmap-seeds" if args.vmap_seeds else ""
+    command += f" --cells {args.cells}" if args.cells else ""
+    command += f" --order {args.order}" if args.order != "cell" else ""
     reproduce(
-        args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only, vmap_seeds=args.vmap_seeds
+        args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only,
+        vmap_seeds=args.vmap_seeds, cells=cells, order=args.order,
     )
     print((out / RESULTS_MD).read_text())
     return 0
@@ -260,6 +264,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vmap-seeds", action="store_true",
         help="train each cell's seeds together in one vmapped program (one run directory per cell, train.num_seeds=S)",
+    )
+    p.add_argument(
+        "--cells", default=None, metavar="PATTERN[,PATTERN...]",
+        help="only the cells whose id matches one of these glob patterns, e.g. 'svg-h5-*' or '*-reacher_easy' (default: all)",
+    )
+    p.add_argument(
+        "--order", default="cell", metavar="cell|seed|task",
+        help="which runs train first: cell (each cell's seeds in turn, default), seed (every cell's seed 0 first), "
+        "task (every run of one task before the next)",
     )
     p.set_defaults(fn=_cmd_reproduce)
 

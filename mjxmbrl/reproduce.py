@@ -11,6 +11,11 @@ continues where it stopped. At the end `<out>/results.md` (and
 next to the paper's number and the delta, and `<out>/results.png` one
 subplot per task with the learning curves (mean over seeds, 95% CI band).
 
+`cells` (CLI `--cells`) keeps the cells whose id matches one of the glob patterns (training and
+report alike); `order` (CLI `--order`) sets which runs go first: `cell` (each cell's seeds in turn,
+the experiment's order), `seed` (every cell's seed 0 first, so a reproduction cut short still covers
+every cell) or `task` (every run of the first task before the next task, seed-major within a task).
+
 Per-seed values are read from metrics.jsonl rows: by a row's `seed` field
 when present (a run training several seeds in one program), else by the run's
 config `train.seed` (`plotting.seed_series`), so both layouts give the same table.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fnmatch
 import json
 import math
 import os
@@ -36,6 +42,7 @@ METRIC = "eval/return"
 RESULTS_MD = "results.md"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "results.png"
+RUN_ORDERS = ("cell", "seed", "task")
 
 
 def _log(message: str) -> None:
@@ -59,11 +66,15 @@ class PlannedRun:
         return f"seed {self.seed}" if self.num_seeds == 1 else f"seeds {self.seed}-{self.seed + self.num_seeds - 1}"
 
 
-def check_request(name: str, budget: str, seeds: Optional[int], jobs: int = 1) -> tuple[Experiment, Budget, int]:
-    """(experiment, budget, seed count) or one ExperimentError naming what is wrong and what is valid."""
+def check_request(
+    name: str, budget: str, seeds: Optional[int], jobs: int = 1, cells: Optional[Sequence[str]] = None, order: str = "cell"
+) -> tuple[Experiment, Budget, int]:
+    """(experiment with the selected cells, budget, seed count) or one ExperimentError naming what is wrong and what is valid."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ExperimentError(f"--jobs must be a whole number >= 1, got {jobs}")
-    experiment = get_experiment(name)
+    if order not in RUN_ORDERS:
+        raise ExperimentError(f"unknown --order '{order}' (valid: {', '.join(RUN_ORDERS)})")
+    experiment = select_cells(get_experiment(name), cells)
     if budget not in experiment.budgets:
         valid = ", ".join(b for b in BUDGET_NAMES if b in experiment.budgets) or ", ".join(experiment.budgets)
         raise ExperimentError(f"unknown budget '{budget}' (valid: {valid})")
@@ -71,6 +82,37 @@ def check_request(name: str, budget: str, seeds: Optional[int], jobs: int = 1) -
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ExperimentError(f"--seeds must be a whole number >= 1, got {seeds}")
     return experiment, b, b.seeds if seeds is None else seeds
+
+
+def select_cells(experiment: Experiment, patterns: Optional[Sequence[str]]) -> Experiment:
+    """The experiment restricted to the cells whose id matches one of the glob `patterns` (all cells for None).
+
+    Every pattern must match a cell; otherwise one ExperimentError that lists the cell ids.
+    """
+    if not patterns:
+        return experiment
+    ids = [c.id for c in experiment.cells]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
+            raise ExperimentError(
+                f"--cells '{pattern}' matches no cell of experiment '{experiment.name}' (cells: {', '.join(ids)})"
+            )
+    kept = tuple(c for c in experiment.cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns))
+    return dataclasses.replace(experiment, cells=kept)
+
+
+def order_runs(planned: Sequence[PlannedRun], order: str = "cell") -> List[PlannedRun]:
+    """The runs in the order they train: 'cell' (as planned), 'seed' (seed-major) or 'task' (task, then seed)."""
+    if order not in RUN_ORDERS:
+        raise ExperimentError(f"unknown --order '{order}' (valid: {', '.join(RUN_ORDERS)})")
+    cells = list(dict.fromkeys(r.cell.id for r in planned))
+    tasks = list(dict.fromkeys(r.cell.task for r in planned))
+    keys = {
+        "cell": lambda r: (cells.index(r.cell.id), r.seed),
+        "seed": lambda r: (r.seed, cells.index(r.cell.id)),
+        "task": lambda r: (tasks.index(r.cell.task), r.seed, cells.index(r.cell.id)),
+    }
+    return sorted(planned, key=keys[order])
 
 
 def run_name(cell: Cell, seed: int, num_seeds: int = 1) -> str:
@@ -254,6 +296,9 @@ class CellResult:
     cell: Cell
     per_seed: Dict[int, float]  # seed -> final eval return (the last logged value of the metric)
     final_env_steps: Dict[int, int]
+    # seed -> (env steps, values) of every logged value: the learning curves, kept in results.json
+    # so that the curves can be redrawn after the run directories are gone
+    curves: Dict[int, tuple] = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -287,16 +332,24 @@ class CellResult:
         return self.mean - self.cell.published.mean
 
 
+def series_per_seed(run_dirs: Sequence[Path], metric: str = METRIC) -> Dict[int, tuple]:
+    """{seed: (env steps, values) of `metric`} over the runs of one cell; a seed in two runs is an error."""
+    series: Dict[int, tuple] = {}
+    for run_dir in run_dirs:
+        for seed, xy in seed_series(run_dir, metric).items():
+            if seed in series:
+                raise ExperimentError(f"seed {seed} appears in more than one run of the same cell ({run_dir})")
+            series[seed] = xy
+    return series
+
+
 def final_per_seed(run_dirs: Sequence[Path], metric: str = METRIC) -> tuple[Dict[int, float], Dict[int, int]]:
     """{seed: value at the largest env_steps that logged `metric`} over the runs, and {seed: that env_steps}."""
     finals: Dict[int, float] = {}
     steps: Dict[int, int] = {}
-    for run_dir in run_dirs:
-        for seed, (xs, ys) in seed_series(run_dir, metric).items():
-            last = max(range(len(xs)), key=lambda j: xs[j])
-            if seed in finals:
-                raise ExperimentError(f"seed {seed} appears in more than one run of the same cell ({run_dir})")
-            finals[seed], steps[seed] = ys[last], int(xs[last])
+    for seed, (xs, ys) in series_per_seed(run_dirs, metric).items():
+        last = max(range(len(xs)), key=lambda j: xs[j])
+        finals[seed], steps[seed] = ys[last], int(xs[last])
     return finals, steps
 
 
@@ -305,7 +358,8 @@ def collect_results(experiment: Experiment, run_dirs_by_cell: Dict[str, Sequence
     for cell in experiment.cells:
         dirs = [d for d in run_dirs_by_cell.get(cell.id, ()) if Path(d).is_dir()]
         finals, steps = final_per_seed([Path(d) for d in dirs], metric)
-        results.append(CellResult(cell, dict(sorted(finals.items())), dict(sorted(steps.items()))))
+        curves = dict(sorted(series_per_seed([Path(d) for d in dirs], metric).items()))
+        results.append(CellResult(cell, dict(sorted(finals.items())), dict(sorted(steps.items())), curves))
     return results
 
 
@@ -420,6 +474,7 @@ def results_json(results: Sequence[CellResult]) -> List[Dict[str, Any]]:
             "ci95": r.ci95,
             "published": dataclasses.asdict(r.cell.published) if r.cell.published else None,
             "delta": r.delta,
+            "curves": {str(s): {"env_steps": [int(x) for x in xs], "value": list(ys)} for s, (xs, ys) in r.curves.items()},
         }
         for r in results
     ]
@@ -487,20 +542,24 @@ def reproduce(
     jobs: int = 1,
     report_only: bool = False,
     vmap_seeds: bool = False,
+    cells: Optional[Sequence[str]] = None,
+    order: str = "cell",
 ) -> Path:
     """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir.
 
     `report_only`: train nothing; write the results of the runs that have finished (e.g. trained by
     several processes or machines into the same out dir) and list the others as not finished.
     `vmap_seeds`: each cell's seeds train together in one vmapped program (one run directory per cell).
+    `cells`: glob patterns of the cell ids to run and report (all cells by default); `order`: see RUN_ORDERS.
     """
-    experiment, b, n_seeds = check_request(name, budget, seeds, jobs)
+    experiment, b, n_seeds = check_request(name, budget, seeds, jobs, cells, order)
     out = Path(out) if out is not None else default_out_dir(name, budget)
-    planned = plan_runs(experiment, b, n_seeds, out, vmap_seeds)
+    planned = order_runs(plan_runs(experiment, b, n_seeds, out, vmap_seeds), order)
     for run in planned:
         run_status(run)  # a directory of another config is rejected before anything runs
     if command is None:
         command = f"mjxmbrl reproduce {name} --budget {budget} --seeds {n_seeds} --out {out}" + (" --vmap-seeds" if vmap_seeds else "")
+        command += f" --cells {','.join(cells)}" if cells else ""
     log(f"reproduce {name} ({budget}): {len(experiment.cells)} cells x {n_seeds} seed(s) -> {out}")
     at_start = machine_description()
     started = time.perf_counter()

@@ -15,6 +15,7 @@ from mjxmbrl.logging import MetricsWriter
 from mjxmbrl.reproduce import (
     PlannedRun,
     collect_results,
+    order_runs,
     plan_runs,
     reproduce,
     results_markdown,
@@ -84,6 +85,8 @@ def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
         (["reproduce", "dmc100k-sac", "--budget", "huge"], "unknown budget 'huge' (valid: smoke, small, paper)"),
         (["reproduce", "dmc100k-sac", "--seeds", "0"], "--seeds must be a whole number >= 1, got 0"),
         (["reproduce", "dmc100k-sac", "--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),
+        (["reproduce", "dmc100k-sac", "--cells", "sac-*,svg-*"], "--cells 'svg-*' matches no cell of experiment 'dmc100k-sac' (cells: sac-cartpole_swingup,"),
+        (["reproduce", "dmc100k-sac", "--order", "random"], "unknown --order 'random' (valid: cell, seed, task)"),
     ],
 )
 def test_bad_reproduce_input_is_one_clear_error(tmp_path, args, message):
@@ -145,6 +148,7 @@ def test_results_table_math(tmp_path):
         assert (r.n, r.mean, r.std, r.delta) == (3, 200.0, 100.0, 50.0)
         assert r.ci95 == pytest.approx(T_975_DOF2 * 100.0 / math.sqrt(3), rel=1e-9)
         assert (one.n, one.mean, one.std, one.delta, one.ci95) == (1, 42.5, None, None, None)
+        assert r.curves[1] == (([100.0, 200.0, 300.0], [999.0, 5.0, 200.0]) if runs is separate else ([100.0, 300.0], [1.0, 200.0]))
     text = results_markdown(
         TABLE_EXPERIMENT, TABLE_EXPERIMENT.budgets["smoke"], results, seeds=3,
         command="mjxmbrl reproduce table-test", date="2025-01-01", machine="test machine",
@@ -233,3 +237,50 @@ def test_reproduce_end_to_end_and_continue(tmp_path, toy_experiment):
     assert together["seeds"] == 2
     for seed in ("0", "1"):
         assert together["per_seed"][seed] == pytest.approx(result["per_seed"][seed], abs=0.05)
+
+
+def test_run_orders():
+    e = get_experiment("svg-horizons-dmc")
+    planned = plan_runs(e, e.budgets["smoke"], 2, Path("/nonexistent"))
+    label = lambda runs: [(r.cell.id.split("-")[1] + "-" + r.cell.task.split("_")[0], r.seed) for r in runs]
+    assert label(order_runs(planned, "cell"))[:3] == [("h0-cartpole", 0), ("h0-cartpole", 1), ("h1-cartpole", 0)]
+    by_seed = label(order_runs(planned, "seed"))
+    assert by_seed[:10] == [(f"h{h}-{t}", 0) for t in ("cartpole", "reacher") for h in (0, 1, 2, 3, 5)]
+    by_task = label(order_runs(planned, "task"))
+    assert by_task[:10] == [(f"h{h}-cartpole", s) for s in (0, 1) for h in (0, 1, 2, 3, 5)]
+    assert by_task[10:] == [(f"h{h}-reacher", s) for s in (0, 1) for h in (0, 1, 2, 3, 5)]
+    assert sorted(by_seed) == sorted(by_task) == sorted(label(planned))
+
+
+@pytest.fixture
+def two_cell_experiment():
+    e = register(Experiment(
+        "two-cells", "none.txt", "Table 0", "hand-made runs",
+        (Cell("sac", "toy_reach", "configs/debug.yaml", 1), Cell("sac", "toy_reach", "configs/debug.yaml", 1, setting="small")),
+        {"smoke": Budget("smoke", 300, 100, 2, 2)},
+    ))
+    yield e
+    unregister(e.name)
+
+
+def test_cells_selection_and_order_through_reproduce(tmp_path, two_cell_experiment):
+    out = tmp_path / "out"
+    for run in plan_runs(two_cell_experiment, two_cell_experiment.budgets["smoke"], 2, out):
+        _write_run(run.run_dir, run.seed, [(300, 10.0 * run.seed + (5.0 if run.cell.setting else 0.0))])
+        save_config(run.cfg, run.run_dir / "config.yaml")  # the planned config, so the run counts as this cell's
+        (run.run_dir / "summary.json").write_text(json.dumps({"finished": True}))
+    logs = []
+    reproduce("two-cells", "smoke", out=out, log=logs.append, order="seed")  # every run finished: nothing trains
+    skipped = [l.split(":")[0] for l in logs if "skipped" in l]
+    assert skipped == ["[1/4] sac-toy_reach seed 0", "[2/4] sac-toy_reach-small seed 0", "[3/4] sac-toy_reach seed 1", "[4/4] sac-toy_reach-small seed 1"]
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [(c["cell"], c["per_seed"]) for c in cells] == [
+        ("sac-toy_reach", {"0": 0.0, "1": 10.0}), ("sac-toy_reach-small", {"0": 5.0, "1": 15.0})
+    ]
+    logs.clear()
+    reproduce("two-cells", "smoke", out=out, log=logs.append, cells=["*-small"])
+    assert [l.split(":")[0] for l in logs if "skipped" in l] == ["[1/2] sac-toy_reach-small seed 0", "[2/2] sac-toy_reach-small seed 1"]
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [c["cell"] for c in cells] == ["sac-toy_reach-small"]
+    assert cells[0]["curves"] == {"0": {"env_steps": [300], "value": [5.0]}, "1": {"env_steps": [300], "value": [15.0]}}
+    assert "sac-toy_reach:" not in (out / "results.md").read_text() and "--cells *-small" in (out / "results.md").read_text()
