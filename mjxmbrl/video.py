@@ -23,7 +23,6 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import copy
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -116,46 +115,20 @@ def _sim_fields(data: Any):
 def make_video_rollout(env_cfg: Any, learner: Any, num_episodes: int, env: Any = None) -> Callable:
     """Builds `rollout(key, policy_params, obs_stats) -> SimTrajectory` (device arrays), jitted.
 
-    The same episodes as `evaluate.make_evaluator(env_cfg, learner,
-    num_episodes)` with the same key: the same reset keys, deterministic
-    actions, no auto-reset, T = ceil(episode_length / action_repeat) agent
-    steps; the wrapper freezes an env once it is done.
+    `evaluate.make_evaluator(env_cfg, learner, num_episodes)`'s episodes (the same
+    reset keys, deterministic actions, no auto-reset, T = ceil(episode_length /
+    action_repeat) agent steps; the wrapper freezes an env once it is done),
+    recording the simulator state and `done` after every step.
     """
     import jax
-    import jax.numpy as jnp
 
-    from mjxmbrl.envs import make_vector_env, normalize
+    from mjxmbrl.evaluate import make_evaluator
 
-    if env is None:
-        env = make_vector_env(
-            env_cfg.name,
-            num_envs=num_episodes,
-            impl=env_cfg.impl,
-            episode_length=env_cfg.episode_length,
-            action_repeat=env_cfg.action_repeat,
-            auto_reset=False,
-        )
-    num_steps = math.ceil(env.episode_length / env.action_repeat)
-    use_stats = env_cfg.normalize_obs
+    evaluate = make_evaluator(env_cfg, learner, num_episodes, env=env, record=lambda state: (*_sim_fields(state.data), state.done))
 
     def rollout(key, policy_params, obs_stats) -> SimTrajectory:
-        reset_key, act_key = jax.random.split(key)
-        state = env.reset(reset_key)
-
-        def step(carry, step_key):
-            state, ret, alive = carry
-            obs = normalize(obs_stats, state.obs) if use_stats else state.obs
-            action = learner.policy(policy_params, obs, step_key, True)
-            state = env.step(state, action)
-            ret = ret + alive * state.reward
-            alive = alive * (1.0 - state.done)
-            return (state, ret, alive), (*_sim_fields(state.data), state.done)
-
-        ones = jnp.ones((env.num_envs,), jnp.float32)
-        (_, ret, _), (qpos, qvel, mpos, mquat, done) = jax.lax.scan(
-            step, (state, jnp.zeros_like(ones), ones), jax.random.split(act_key, num_steps)
-        )
-        return SimTrajectory(qpos, qvel, mpos, mquat, done, ret)
+        result = evaluate(key, policy_params, obs_stats)
+        return SimTrajectory(*result.trace, result.returns)
 
     return jax.jit(rollout)
 
