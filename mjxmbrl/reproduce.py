@@ -375,6 +375,21 @@ def _fmt_published(p: Optional[Published]) -> str:
     return f"{p.mean:g}" + (f" ± {p.std:g}" if p.std is not None else "")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else platform.processor()); '' when unknown.
+
+    Part of the machine line because XLA compiles for the host CPU: another CPU model can round
+    differently, and RL runs then diverge from the same seed.
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine_description() -> str:
     import jax
 
@@ -382,7 +397,8 @@ def machine_description() -> str:
     kinds = sorted({d.device_kind for d in devices})
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (
-        f"{platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores), "
+        f"{platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores"
+        + (f" {cpu_model()}" if cpu_model() else "") + "), "
         f"jax {jax.__version__} on {jax.default_backend()}: {len(devices)} x {', '.join(kinds)}; load average {load}"
     )
 
