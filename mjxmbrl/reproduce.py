@@ -343,11 +343,11 @@ def series_per_seed(run_dirs: Sequence[Path], metric: str = METRIC) -> Dict[int,
     return series
 
 
-def final_per_seed(run_dirs: Sequence[Path], metric: str = METRIC) -> tuple[Dict[int, float], Dict[int, int]]:
-    """{seed: value at the largest env_steps that logged `metric`} over the runs, and {seed: that env_steps}."""
+def finals_of(series: Dict[int, tuple]) -> tuple[Dict[int, float], Dict[int, int]]:
+    """({seed: value at the largest env steps}, {seed: those env steps}) of per-seed (env steps, values) series."""
     finals: Dict[int, float] = {}
     steps: Dict[int, int] = {}
-    for seed, (xs, ys) in series_per_seed(run_dirs, metric).items():
+    for seed, (xs, ys) in series.items():
         last = max(range(len(xs)), key=lambda j: xs[j])
         finals[seed], steps[seed] = ys[last], int(xs[last])
     return finals, steps
@@ -357,8 +357,8 @@ def collect_results(experiment: Experiment, run_dirs_by_cell: Dict[str, Sequence
     results = []
     for cell in experiment.cells:
         dirs = [d for d in run_dirs_by_cell.get(cell.id, ()) if Path(d).is_dir()]
-        finals, steps = final_per_seed([Path(d) for d in dirs], metric)
-        curves = dict(sorted(series_per_seed([Path(d) for d in dirs], metric).items()))
+        curves = dict(sorted(series_per_seed([Path(d) for d in dirs], metric).items()))  # metrics read once per cell
+        finals, steps = finals_of(curves)
         results.append(CellResult(cell, dict(sorted(finals.items())), dict(sorted(steps.items())), curves))
     return results
 
@@ -385,8 +385,8 @@ def cpu_model() -> str:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    except OSError:  # no /proc (macOS, Windows)
+        return platform.processor()
     return platform.processor()
 
 

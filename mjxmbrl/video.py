@@ -120,17 +120,15 @@ def make_video_rollout(env_cfg: Any, learner: Any, num_episodes: int, env: Any =
     action_repeat) agent steps; the wrapper freezes an env once it is done),
     recording the simulator state and `done` after every step.
     """
-    import jax
-
     from mjxmbrl.evaluate import make_evaluator
 
     evaluate = make_evaluator(env_cfg, learner, num_episodes, env=env, record=lambda state: (*_sim_fields(state.data), state.done))
 
     def rollout(key, policy_params, obs_stats) -> SimTrajectory:
-        result = evaluate(key, policy_params, obs_stats)
+        result = evaluate(key, policy_params, obs_stats)  # already jitted
         return SimTrajectory(*result.trace, result.returns)
 
-    return jax.jit(rollout)
+    return rollout
 
 
 def episode_frames(done: np.ndarray) -> np.ndarray:
