@@ -8,7 +8,7 @@ Same as `mjxmbrl bench sac`; appends the markdown report to docs/benchmarks.md:
 import argparse
 from pathlib import Path
 
-from mjxmbrl.bench import bench_sac
+from mjxmbrl.cli.bench import bench_sac
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -29,10 +29,28 @@ class Transition(NamedTuple):
     next_obs: jax.Array  # [..., obs_dim]
     terminated: jax.Array  # [...] float 0/1
     truncated: jax.Array  # [...] float 0/1
-    # [...] float 0/1: the planner chose this action (Byravan et al. Alg. 1 acting mix); the replay stores
-    # zeros when a transition comes without it (None), e.g. from a model-free agent.
-    planned: Any = None
+    # [...] float 0/1: 0 marks a transition whose next observation or reward was not finite (NaN physics).
+    # The train step stores such a transition with next_obs := obs and reward := 0 and losses give it
+    # weight 0, so it cannot poison a critic or a model. None (e.g. a hand-made batch) means all valid.
+    valid: Any = None
+    # What the acting agent asked the replay to keep with each transition ({} for none), each leaf [...]
+    # or [..., k]: the planned flag of planner-in-the-loop acting (Byravan et al. Alg. 1), the behaviour
+    # log-probability of the executed action for off-policy corrections (Retrace), ...
+    extras: Any = None
 
 
 class MjxmbrlError(Exception):
     """A user-facing error: the CLI prints its message alone and exits non-zero."""
+
+
+class ConfigError(MjxmbrlError):
+    """A config file or override that is not valid (raised by config.py and every method's check)."""
+
+
+def valid_weights(batch: Transition) -> Any:
+    """The 0/1 loss weights of a batch's transitions ([...] float32; ones when `batch.valid` is None)."""
+    import jax.numpy as jnp
+
+    if batch.valid is None:
+        return jnp.ones(jnp.shape(batch.reward), jnp.float32)
+    return batch.valid

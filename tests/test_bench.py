@@ -2,7 +2,7 @@
 
 import json
 
-from mjxmbrl.bench import bench_memory, bench_scaling, bench_seeds
+from mjxmbrl.cli.bench import bench_memory, bench_scaling, bench_seeds
 
 
 def test_quick_benches_write_markdown_and_json(tmp_path):

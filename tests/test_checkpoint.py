@@ -1,6 +1,7 @@
 """Checkpoint round trips (bit-identical), retention, mismatch and corruption errors,
 atomicity under a crash mid-save, MJX state, and policy export."""
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -10,7 +11,13 @@ import numpy as np
 import pytest
 from flax import struct
 
-from mjxmbrl.checkpoint import CheckpointError, Checkpointer, export_policy, load_policy
+from mjxmbrl.run.checkpoints import (
+    Checkpointer,
+    CheckpointError,
+    export_policy,
+    load_policy,
+)
+from mjxmbrl.run.disk import DiskFull
 from mjxmbrl.types import MjxmbrlError
 
 
@@ -237,7 +244,7 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch, failure
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(ocp.handlers.PyTreeCheckpointHandler, "async_save", write_then_fail)
-        expected = OSError
+        expected = DiskFull
     else:
 
         async def interrupted(self, *args, **kwargs):
@@ -245,12 +252,21 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch, failure
 
         monkeypatch.setattr(ocp.handlers.JsonCheckpointHandler, "async_save", interrupted)
         expected = KeyboardInterrupt
-    with pytest.raises(expected):
+    with pytest.raises(expected) as info:
         ckpt.save(200, make_state(2), {"env_steps": 200})
     monkeypatch.undo()
 
-    # The unfinished step is on disk only as a temporary directory, never as a step.
-    assert any(p.name.startswith("200") and p.name != "200" for p in tmp_path.iterdir())
+    if failure == "disk_full_before_commit":
+        # One line naming the step and the free space; the partial step is removed at once.
+        assert re.fullmatch(
+            rf"no space left on device writing checkpoint {re.escape(str(tmp_path / '200'))} \(.+ free\); "
+            r"removed the partial checkpoint, kept step 100",
+            str(info.value),
+        )
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["100"]
+    else:
+        # The unfinished step is on disk only as a temporary directory, never as a step.
+        assert any(p.name.startswith("200") and p.name != "200" for p in tmp_path.iterdir())
     for reader in (ckpt, Checkpointer(tmp_path, keep=3)):
         assert reader.latest_step() == 100 and reader.all_steps() == [100]
         restored, meta = reader.restore(make_state(0))

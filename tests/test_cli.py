@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +123,29 @@ def test_bad_input_is_one_clear_error(tmp_path, args, message):
     assert not any(tmp_path.iterdir()), "a failed start must not leave a run directory behind"
 
 
+def test_runs_dir_that_cannot_be_created_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = cli("train", "configs/debug.yaml", f"log.runs_dir={blocker / 'runs'}", "log.run_name=r")
+    assert proc.returncode == 1
+    assert error_line(proc) == f"error: cannot create run directory {blocker / 'runs' / 'r'}: Not a directory"
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"] and blocker.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only directory")
+def test_read_only_runs_dir_is_one_clear_error(tmp_path):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        proc = cli("train", "configs/debug.yaml", f"log.runs_dir={read_only / 'runs'}", "log.run_name=r")
+    finally:
+        read_only.chmod(0o755)
+    assert proc.returncode == 1
+    assert error_line(proc).startswith(f"error: cannot create run directory {read_only / 'runs' / 'r'}: Permission denied")
+    assert list(read_only.iterdir()) == []
+
+
 ORACLE = ["env.name=CartpoleSwingup", "model.name=oracle"]
 
 
@@ -177,7 +199,7 @@ def test_plan_with_a_learned_model_policy_and_value_from_a_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = cli(
         "plan", "env.name=toy_reach", "model.name=mlp", "planner.name=smc", "planner.num_particles=16",
-        "planner.horizon=4", "planner.proposal=mixture", "planner.value=learner", f"planner.source_run={run}",
+        "planner.horizon=4", "planner.proposal=mixture", "planner.value=soft", f"planner.source_run={run}",
         f"log.runs_dir={tmp_path}", "log.run_name=p", "--episodes", "2",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from mjxmbrl.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
+from mjxmbrl.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,12 +18,12 @@ def test_every_shipped_config_loads():
     assert paths, "no configs shipped"
     for path in paths:
         if path.parent.name == "model_eval":  # model-eval settings: {model: {key: value}}
-            from mjxmbrl.model_eval import build_model_config, model_settings
+            from mjxmbrl.cli.model_eval import build_model_config, model_settings
 
             for name, values in model_settings(path).items():
                 build_model_config(name, {k: v for k, v in values.items() if k != "updates"})
         elif path.parent.name == "sweeps":  # W&B sweep files: every trial's config is built and checked
-            from mjxmbrl.sweep import load_sweep, plan_sweep
+            from mjxmbrl.cli.sweep import load_sweep, plan_sweep
 
             plan_sweep(load_sweep(path), None, [])
         else:

@@ -27,7 +27,7 @@ SCRIPT = r"""
 import json, sys
 import jax, numpy as np
 from mjxmbrl.config import load_config
-from mjxmbrl.parallel import ENV_AXIS, make_mesh, place, state_shardings
+from mjxmbrl.run.devices import ENV_AXIS, make_mesh, place, state_shardings
 from mjxmbrl.train import build, init_run_state, make_train_chunk
 
 assert jax.device_count() == 2, jax.devices()
@@ -48,22 +48,22 @@ for devices in (1, 2):
         "replay": str(ts.replay.data.obs.sharding.spec),
         "env_obs": str(ts.env_state.obs.sharding.spec),
         "replay_shard_shape": list(ts.replay.data.obs.addressable_shards[0].data.shape),
-        "actor": str(jax.tree.leaves(ts.learner.actor_params)[0].sharding.spec),
+        "actor": str(jax.tree.leaves(ts.agent.learner.actor_params)[0].sharding.spec),
         "learning": float(np.asarray(metrics["train/learning"]).sum()),
     }
     out[devices] = jax.device_get(ts)
 
 worst, checked = 0.0, 0
-for (path, x), (_, y) in zip(jax.tree_util.tree_flatten_with_path(out[1].learner)[0],
-                             jax.tree_util.tree_flatten_with_path(out[2].learner)[0]):
+for (path, x), (_, y) in zip(jax.tree_util.tree_flatten_with_path(out[1].agent.learner)[0],
+                             jax.tree_util.tree_flatten_with_path(out[2].agent.learner)[0]):
     x, y = np.asarray(x), np.asarray(y)
     assert np.allclose(x, y, rtol=1e-5, atol=1e-6), (jax.tree_util.keystr(path), float(np.abs(x - y).max()))
     worst = max(worst, float(np.abs(x.astype(np.float64) - y).max()) if x.size else 0.0)
     checked += 1
 # Actions of slightly different params move the point mass slightly differently: close, not equal.
 np.testing.assert_allclose(np.asarray(out[1].replay.data.obs), np.asarray(out[2].replay.data.obs), rtol=1e-5, atol=1e-5)
-moved = not np.allclose(np.asarray(jax.tree.leaves(out[2].learner.actor_params)[0]),
-                        np.asarray(jax.tree.leaves(init_run_state(components).learner.actor_params)[0]))
+moved = not np.allclose(np.asarray(jax.tree.leaves(out[2].agent.learner.actor_params)[0]),
+                        np.asarray(jax.tree.leaves(init_run_state(components).agent.learner.actor_params)[0]))
 
 # Two seeds: the env axis (axis 1 of env leaves, axis 2 of replay rows) is the sharded one.
 cfg = load_config(sys.argv[1], base + ["train.devices=2", "train.num_seeds=2"])
@@ -71,7 +71,7 @@ components = build(cfg)
 stacked = state_shardings(jax.eval_shape(lambda: init_run_state(components)), make_mesh(cfg), 4, True)
 print(json.dumps({"specs": specs, "worst": worst, "checked": checked, "moved": moved,
                   "stacked_replay": str(stacked.replay.data.obs.spec), "stacked_env": str(stacked.env_state.obs.spec),
-                  "stacked_params": str(jax.tree.leaves(stacked.learner.actor_params)[0].spec)}))
+                  "stacked_params": str(jax.tree.leaves(stacked.agent.learner.actor_params)[0].spec)}))
 """
 
 
@@ -121,7 +121,7 @@ def test_device_count_errors_through_the_cli(tmp_path):
 
 
 def test_automatic_device_count_divides_the_envs():
-    from mjxmbrl.parallel import auto_device_count
+    from mjxmbrl.run.devices import auto_device_count
 
     assert auto_device_count(8, 1) == 1  # a DMC-100k config (one env) on an 8-GPU node runs on one GPU
     assert auto_device_count(8, 256) == 8

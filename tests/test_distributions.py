@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjxmbrl.learners import distributions as D
+from mjxmbrl.nn import distributions as D
 
 # Jitted once each: eager mode would compile every primitive separately and dominate test time.
 gaussian_log_prob = jax.jit(D.gaussian_log_prob)

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mjxmbrl.logging import (
+from mjxmbrl.run.curves import plot_learning_curve, plot_runs
+from mjxmbrl.run.logging import (
     MetricsFileError,
     MetricsWriter,
     Progress,
@@ -21,7 +22,6 @@ from mjxmbrl.logging import (
     read_metrics,
     rewrite_metrics,
 )
-from mjxmbrl.plotting import plot_learning_curve, plot_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -165,7 +165,7 @@ def test_wandb_log_failure_warns_once(tmp_path, monkeypatch, capsys):
 def test_disabled_mode_imports_no_wandb(tmp_path):
     code = (
         "import sys\n"
-        "from mjxmbrl.logging import RunLogger, WandbLogger\n"
+        "from mjxmbrl.run.logging import RunLogger, WandbLogger\n"
         f"w = WandbLogger('disabled', run_dir={str(tmp_path)!r}, resume_id='keep')\n"
         "w.log({'env_steps': 1}, 1); w.finish()\n"
         f"r = RunLogger({str(tmp_path / 'run')!r}, 10, wandb_mode='disabled', progress=False)\n"
@@ -181,7 +181,7 @@ def test_disabled_mode_imports_no_wandb(tmp_path):
 
 def test_progress_plain_lines_are_rate_limited(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("mjxmbrl.logging.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("mjxmbrl.run.logging.time.perf_counter", lambda: clock[0])
     out = io.StringIO()
     progress = Progress(100_000, initial=0, enabled=True, min_interval_s=5.0, stream=out, bar_stream=io.StringIO())
     for i in range(1, 10):  # one update per second

@@ -4,7 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjxmbrl.model_eval import _baseline_predictions, error_by_horizon, eval_windows, fit_linear, make_window_sampler
+from mjxmbrl.cli.model_eval import (
+    _baseline_predictions,
+    error_by_horizon,
+    eval_windows,
+    fit_linear,
+    make_window_sampler,
+)
 from mjxmbrl.types import Transition
 
 

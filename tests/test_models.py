@@ -7,13 +7,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mjxmbrl.config import EnsembleModelConfig, EnvConfig, GRUModelConfig, MLPModelConfig, OracleModelConfig
+from mjxmbrl.config import EnvConfig
+from mjxmbrl.envs.groups import OBS_GROUPS
 from mjxmbrl.envs.registry import ENV_SPECS
 from mjxmbrl.models import make_model
-from mjxmbrl.models.base import init_model_stats, multi_step_errors, normalized_sq_error, update_model_stats
-from mjxmbrl.models.ensemble import half_batch_weights, member_assignment
-from mjxmbrl.models.groups import OBS_GROUPS
-from mjxmbrl.models.mlp import check_groups
+from mjxmbrl.models.base import (
+    init_model_stats,
+    multi_step_errors,
+    normalized_sq_error,
+    update_model_stats,
+)
+from mjxmbrl.models.ensemble import (
+    EnsembleModelConfig,
+    half_batch_weights,
+    member_assignment,
+)
+from mjxmbrl.models.gru import GRUModelConfig
+from mjxmbrl.models.mlp import MLPModelConfig, check_groups
+from mjxmbrl.models.oracle import OracleModelConfig
 from mjxmbrl.models.trainer import make_model_trainer
 from mjxmbrl.types import Transition
 
@@ -70,7 +81,7 @@ def test_declared_groups_tile_every_observation():
 
 
 def test_check_groups_rejects_gaps_and_bad_velocities():
-    from mjxmbrl.models.groups import ObsGroup
+    from mjxmbrl.envs.groups import ObsGroup
 
     with pytest.raises(ValueError, match="tile"):
         check_groups((ObsGroup("a", 0, 2), ObsGroup("b", 3, 4)), 4)
@@ -112,7 +123,7 @@ def test_gru_reward_and_termination_heads():
 
 def test_termination_loss_ignores_truncations():
     """Eq. 13 is fitted to `terminated` only: a time-limit cut is not a termination."""
-    from mjxmbrl.models.heads import termination_loss
+    from mjxmbrl.nn.heads import termination_loss
 
     logits = jnp.array([0.0, 2.0])
     assert float(termination_loss(logits, jnp.array([1.0, 0.0]))) == pytest.approx(
@@ -289,15 +300,15 @@ def test_oracle_reproduces_the_env_transitions_exactly():
         env_rewards.append(s.reward)
     params = model.init(None)
 
-    def roll(sim_state, acts):
-        z0 = model.initial_state(params, sim_state.obs, None, sim_state)
+    def roll(belief, acts):
+        z0 = model.initial_state(params, belief.obs, None, belief)
         zs, obs = open_loop(model, params, z0, acts, jax.random.PRNGKey(0))
         return obs, zs.reward
 
     obs, rewards = jax.jit(jax.vmap(roll, in_axes=(0, 1)))(state, actions)
     np.testing.assert_array_equal(np.swapaxes(np.asarray(obs), 0, 1), np.stack(env_obs))
     np.testing.assert_array_equal(np.swapaxes(np.asarray(rewards), 0, 1), np.stack(env_rewards))
-    with pytest.raises(ValueError, match="sim_state"):
+    with pytest.raises(ValueError, match="belief"):
         model.initial_state(params, state.obs[0], None)
 
 

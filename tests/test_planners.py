@@ -8,19 +8,26 @@ import numpy as np
 import optax
 import pytest
 
-from mjxmbrl.config import CEMConfig, EnvConfig, GradConfig, MPPIConfig, OracleModelConfig, SMCConfig
+from mjxmbrl.config import EnvConfig
 from mjxmbrl.models.base import Model, default_initial_particles
-from mjxmbrl.planners.base import PlanParams, make_rollout_core
-from mjxmbrl.planners.cem import elite_update, make_cem
-from mjxmbrl.planners.grad import gradient_ascent, make_grad
-from mjxmbrl.planners.mppi import make_mppi, mppi_weights
-from mjxmbrl.planners.smc import effective_sample_size, make_smc, multinomial_resample, resampling_weights
+from mjxmbrl.models.oracle import OracleModelConfig
+from mjxmbrl.planners.base import PlanParams, make_rollout_core, shift_plan
+from mjxmbrl.planners.cem import CEMConfig, elite_update, make_cem
+from mjxmbrl.planners.grad import GradConfig, gradient_ascent, make_grad
+from mjxmbrl.planners.mppi import MPPIConfig, make_mppi, mppi_weights
+from mjxmbrl.planners.smc import (
+    SMCConfig,
+    effective_sample_size,
+    make_smc,
+    multinomial_resample,
+    resampling_weights,
+)
 
 
 def integrator_model(target=0.5) -> Model:
     """z' = z + a (1-D); reward -(z' - target)^2: the best plan drives z to the target."""
 
-    def initial_state(params, obs, key, sim_state=None):
+    def initial_state(params, obs, key, belief=None):
         return obs
 
     return Model(
@@ -87,6 +94,12 @@ def test_cem_elite_update_and_zero_noise_returns_initial_mean():
     np.testing.assert_allclose(action, [0.3], rtol=1e-6)
 
 
+def test_shift_plan_advances_the_warm_start_by_one_step():
+    plan = jnp.array([[1.0, -1.0], [2.0, -2.0], [3.0, -3.0]])
+    np.testing.assert_array_equal(shift_plan(plan), [[2.0, -2.0], [3.0, -3.0], [3.0, -3.0]])
+    np.testing.assert_array_equal(shift_plan(plan, jnp.array([9.0, 8.0])), [[2.0, -2.0], [3.0, -3.0], [9.0, 8.0]])
+
+
 def test_gradient_planner_improves_a_quadratic_monotonically():
     target = jnp.linspace(-0.5, 0.5, 8).reshape(1, 4, 2)
 
@@ -132,23 +145,30 @@ def test_every_planner_steers_the_integrator_to_its_target(name):
 # ---- closed loop on MJX with the oracle ----------------------------------------------
 
 
-def _oracle_setup(env_name, action_repeat, num_envs):
+def _oracle_setup(env_name, action_repeat, num_envs, episode_length=None):
     from mjxmbrl.envs import make_vector_env
     from mjxmbrl.models import make_model
 
     env_cfg = EnvConfig(name=env_name, action_repeat=action_repeat)
-    env = make_vector_env(env_name, num_envs, action_repeat=action_repeat, auto_reset=False)
+    env = make_vector_env(env_name, num_envs, action_repeat=action_repeat, auto_reset=False, episode_length=episode_length)
     model = make_model(OracleModelConfig(), env_cfg, env.observation_size, env.action_size)
     return env, model
 
 
 def test_mppi_with_the_oracle_balances_the_cartpole():
-    from mjxmbrl.mpc import make_mpc_episodes
+    from mjxmbrl.agents.parts import make_planning_actor
+    from mjxmbrl.rollout import make_episode_runner
 
-    env, model = _oracle_setup("CartpoleBalance", 4, 2)
+    env, model = _oracle_setup("CartpoleBalance", 4, 2, episode_length=4 * 40)
     core = make_rollout_core(model, 0.99)
     cfg = dataclasses.replace(MPPIConfig(), num_samples=32, horizon=10, noise_sigma=0.5, temperature=0.5)
-    result = make_mpc_episodes(env, make_mppi(cfg, core, 1), 40)(jax.random.PRNGKey(0), PlanParams(model={}))
+    actor = make_planning_actor(make_mppi(cfg, core, 1), model, env.observation_size)
+
+    def act(key, pp, carry, state):  # MPC: plan in every env, execute the plan, keep its warm start
+        action, carry, planner_state, metrics = actor.plan(key, carry, state, pp, 0.0)
+        return action, actor.keep(carry, planner_state, jnp.ones(action.shape[:1], bool)), metrics
+
+    result = make_episode_runner(env, act, actor.init_carry)(jax.random.PRNGKey(0), PlanParams(model={}))
     random_return = _random_return(env, 40)
     planned = np.asarray(result.returns)
     assert np.all(planned > 0.9 * 4 * 40), planned  # near the 1.0-per-control-step maximum
@@ -205,3 +225,75 @@ def test_gradient_planner_drops_nan_gradients():
     actions, history = gradient_ascent(objective, jnp.zeros((2, 3, 1)), optax.sgd(0.1), 10)
     assert np.all(np.isfinite(actions)) and np.all(np.isfinite(history))
     assert float(history[-1]) > float(history[0])
+
+
+def test_the_oracle_plans_from_a_live_state_right_after_an_auto_reset():
+    """The training env's State after an auto-reset holds the new episode with done = 1 and the old
+    flags; the oracle must plan from it as from any fresh state, not from a frozen one (reward 0)."""
+    from mjxmbrl.envs import make_vector_env
+    from mjxmbrl.models.oracle import env_slice, make_oracle_model
+
+    # 3 agent steps per episode (12 control steps, action repeat 4): resets before steps 3 and 6.
+    env = make_vector_env("CartpoleBalance", 1, impl="jax", episode_length=12, action_repeat=4, auto_reset=True)
+    model = make_oracle_model("CartpoleBalance", "jax", episode_length=12, action_repeat=4)
+    cfg = dataclasses.replace(MPPIConfig(), num_samples=8, horizon=2, noise_sigma=0.3, temperature=0.5)
+    planner = make_mppi(cfg, make_rollout_core(model, 0.99), 1)
+    plan, step = jax.jit(planner.plan), jax.jit(env.step)
+
+    state, pstate = env.reset(jax.random.PRNGKey(0)), planner.init(None)
+    after_reset, returns = [], []
+    for t in range(7):
+        after_reset.append(float(state.done[0]) > 0)
+        action, pstate, metrics = plan(jax.random.PRNGKey(t), pstate, state.obs[0], env_slice(state, 0), PlanParams(model={}))
+        returns.append(float(metrics["planner/return_max"]))
+        state = step(state, action[None])
+    assert after_reset == [False, False, False, True, False, False, True], after_reset
+    # Balance pays about 1 per control step near upright: 2 planned agent steps x 4 control steps ~ 8,
+    # as at the very first step (t = 0, from env.reset).
+    assert returns[0] > 6.0, returns
+    for t in (3, 6):
+        assert returns[t] == pytest.approx(returns[0], rel=0.1), (t, returns)
+
+
+# ---- planner value -------------------------------------------------------------------
+
+
+def test_q_value_is_the_mean_over_critics_and_policy_actions():
+    """Byravan App. F.2: V(s) = (1/K) sum_k (1/C) sum_c Q_c(s, a_k), a_k ~ pi(s), no entropy term."""
+    from mjxmbrl.learners.sac import SACConfig, make_sac, make_sac_core
+    from mjxmbrl.planners import make_value_fn
+
+    cfg = dataclasses.replace(SACConfig(), hidden_sizes=(4,), num_critics=2, init_alpha=0.5)
+    learner, core = make_sac(cfg, 3, 2, 1000), make_sac_core(cfg, 3, 2)
+    state = learner.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 3))
+    key, samples = jax.random.PRNGKey(2), 3
+
+    got = make_value_fn(learner, samples, False, "q")((state, None), obs, key)
+
+    total = np.zeros(5)
+    mean, log_std = core.actor_dist(state.actor_params, obs)
+    for k in jax.random.split(key, samples):
+        eps = jax.random.normal(k, mean.shape)
+        action = jnp.tanh(mean + jnp.exp(log_std) * eps)
+        q = np.asarray(core.q(state.critic_params, obs, action))  # [2, 5]
+        assert not np.allclose(q[0], q[1])  # two different critics: the mean is not the min
+        total += (q[0] + q[1]) / 2.0
+    np.testing.assert_allclose(got, total / samples, rtol=1e-5, atol=1e-6)
+
+    soft = make_value_fn(learner, samples, False, "soft")((state, None), obs, key)
+    assert not np.allclose(soft, got)  # the soft value takes the min and subtracts alpha log pi
+
+
+def test_value_options_need_the_right_learner():
+    from mjxmbrl.learners.base import Learner
+    from mjxmbrl.planners import make_value_fn
+    from mjxmbrl.types import MjxmbrlError
+
+    no_q = Learner(init=None, update=None, policy_params=None, policy=None, value=lambda s, o, k: o[..., 0])
+    with pytest.raises(MjxmbrlError, match="action-value critic"):
+        make_value_fn(no_q, 10, False, "q")
+    with pytest.raises(MjxmbrlError, match="one of none, soft, q"):
+        make_value_fn(no_q, 10, False, "learner")
+    value = make_value_fn(no_q, 4, False, "soft")((None, None), jnp.array([[2.0, 0.0], [3.0, 1.0]]), jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(value, [2.0, 3.0])

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from mjxmbrl.cli.plotting import (
+    PlotError,
+    aggregate_seeds,
+    group_runs,
+    plot_groups,
+    plot_panels,
+    seed_series,
+)
 from mjxmbrl.config import load_config, save_config
-from mjxmbrl.logging import MetricsWriter
-from mjxmbrl.plotting import PlotError, aggregate_seeds, group_runs, plot_groups, plot_panels, seed_series
+from mjxmbrl.run.logging import MetricsWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DOF1 = math.tan(math.pi * 0.475)  # Student-t 0.975 quantile, 1 dof (Cauchy: tan(pi (p - 1/2))) = 12.7062

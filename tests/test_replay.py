@@ -64,7 +64,8 @@ def test_init_shapes_and_dtypes():
     assert state.data.action.shape == (ROWS, ENVS, ACT)
     for field in (state.data.reward, state.data.terminated, state.data.truncated):
         assert field.shape == (ROWS, ENVS)
-    assert all(x.dtype == jnp.float32 for x in state.data)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.data))
+    assert state.data.valid.shape == (ROWS, ENVS) and state.data.extras == {}
     assert state.ptr.dtype == jnp.int32 and state.size.dtype == jnp.int32
     assert int(state.ptr) == 0 and int(state.size) == 0
 
@@ -143,26 +144,30 @@ def test_uniform_sample_before_full_only_reads_filled_rows():
     assert np.all(np.asarray(batch.next_obs) != 0.0)
 
 
+ARRAY_FIELDS = tuple(f for f in Transition._fields if f != "extras")  # extras: a dict, empty here
+
+
 def python_windows(state, starts, envs, seq_len):
     """Reference: windows and masks built step by step with plain Python loops."""
     data = jax.tree.map(np.asarray, state.data)
     rows, size = data.reward.shape[0], int(state.size)
-    out = {f: [] for f in Transition._fields}
+    out = {f: [] for f in ARRAY_FIELDS}
     masks = []
     for start, env in zip(np.asarray(starts).tolist(), np.asarray(envs).tolist()):
-        fields = {f: [] for f in Transition._fields}
+        fields = {f: [] for f in ARRAY_FIELDS}
         mask, ended = [], False
         for t in range(seq_len):
             row = (start + t) % rows
-            for f in Transition._fields:
+            for f in ARRAY_FIELDS:
                 fields[f].append(getattr(data, f)[row, env])
+            ended = ended or data.valid[row, env] == 0.0  # an invalid step is masked with all after it
             mask.append(0.0 if (ended or t >= size) else 1.0)
             if max(data.terminated[row, env], data.truncated[row, env]) == 1.0:
                 ended = True
-        for f in Transition._fields:
+        for f in ARRAY_FIELDS:
             out[f].append(np.stack(fields[f]))
         masks.append(mask)
-    return Transition(**{f: np.stack(v) for f, v in out.items()}), np.array(masks, np.float32)
+    return Transition(**{f: np.stack(v) for f, v in out.items()}, extras={}), np.array(masks, np.float32)
 
 
 def random_dones(seed, num_steps, p=0.15):
@@ -183,7 +188,7 @@ def test_sample_sequences_matches_python_loop(num_steps):
     assert batch.obs.shape == (B_SEQ, T, OBS) and batch.action.shape == (B_SEQ, T, ACT)
     assert batch.reward.shape == mask.shape == (B_SEQ, T) and mask.dtype == jnp.float32
     ref_batch, ref_mask = python_windows(state, starts, envs, T)
-    for f in Transition._fields:
+    for f in ARRAY_FIELDS:
         np.testing.assert_array_equal(np.asarray(getattr(batch, f)), getattr(ref_batch, f), err_msg=f)
     np.testing.assert_array_equal(np.asarray(mask), ref_mask)
     assert 0.0 < np.asarray(mask).mean() < 1.0  # the dones really cut some windows
@@ -267,7 +272,7 @@ def test_sequence_mask_zero_beyond_stored_size():
 def test_state_is_pytree_and_works_under_jit_with_donation():
     batch_size = 8
     state = REPLAY.init()
-    assert len(jax.tree.leaves(state)) == len(Transition._fields) + 2
+    assert len(jax.tree.leaves(state)) == len(ARRAY_FIELDS) + 2  # the array fields, ptr and size (no extras)
     doubled = jax.tree.map(lambda x: x * 2, state)
     assert isinstance(doubled, ReplayState) and isinstance(doubled.data, Transition)
 
@@ -312,3 +317,30 @@ def test_state_is_pytree_and_works_under_jit_with_donation():
     np.testing.assert_array_equal(k, k[:, :1] + np.arange(T))
     assert k.min() >= 3 and k.max() <= 9
     np.testing.assert_array_equal(np.asarray(mask), 1.0)
+
+
+def test_extras_and_invalid_steps_are_stored_and_masked():
+    """Extras travel with their transition; an invalid step (NaN physics) is masked with the rest of its window."""
+    replay = make_replay(ROWS * ENVS, ENVS, OBS, ACT, {"planned": jax.ShapeDtypeStruct((), jnp.float32),
+                                                       "log_prob": jax.ShapeDtypeStruct((2,), jnp.float32)})
+    state = replay.init()
+    for k in range(ROWS):
+        valid = np.ones(ENVS, np.float32)
+        if k == 2:
+            valid[1] = 0.0
+        tr = step_transition(k)._replace(
+            valid=jnp.asarray(valid),
+            extras={"planned": jnp.full((ENVS,), k % 2, jnp.float32), "log_prob": jnp.full((ENVS, 2), -k, jnp.float32)},
+        )
+        state = jit_insert(state, tr)
+    batch, mask = jit_sample_sequences(jax.random.PRNGKey(0), state, 64, 4)
+    k = np.asarray(batch.obs[..., 0])
+    np.testing.assert_array_equal(np.asarray(batch.extras["planned"]), k % 2)
+    np.testing.assert_array_equal(np.asarray(batch.extras["log_prob"]), -np.repeat(k[..., None], 2, -1))
+    env1 = np.asarray(batch.obs[:, 0, 1]) == 1
+    hits_invalid = env1 & (k[:, 0] <= 2) & (k[:, -1] >= 2)
+    assert hits_invalid.any()
+    for b in np.nonzero(hits_invalid)[0]:
+        np.testing.assert_array_equal(np.asarray(mask[b]), (k[b] < 2).astype(np.float32))
+    with pytest.raises(ValueError, match="extras"):
+        insert(state, step_transition(0))

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mjxmbrl.config import config_to_dict, load_config, read_yaml, save_config
-from mjxmbrl.experiments import Budget, Cell, Experiment, ExperimentError, Published, get_experiment, register, unregister
-from mjxmbrl.logging import MetricsWriter
-from mjxmbrl.reproduce import (
+from mjxmbrl.cli.reproduce import (
     PlannedRun,
     collect_results,
     order_runs,
@@ -21,6 +18,18 @@ from mjxmbrl.reproduce import (
     results_markdown,
     run_status,
 )
+from mjxmbrl.config import config_to_dict, load_config, read_yaml, save_config
+from mjxmbrl.experiments import (
+    Budget,
+    Cell,
+    Experiment,
+    ExperimentError,
+    Published,
+    get_experiment,
+    register,
+    unregister,
+)
+from mjxmbrl.run.logging import MetricsWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DOF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # Student-t 0.975 quantile, 2 dof: (2p - 1) / sqrt(2p(1 - p)) = 4.3027
@@ -33,7 +42,7 @@ def cli(*args):
 
 def test_dmc100k_sac_registry():
     e = get_experiment("dmc100k-sac")
-    assert e.paper == "gradient-based-planning-world-models.txt" and "Table 1" in e.table and "Table 4" in e.table
+    assert e.paper == "S V et al. 2023 (arXiv:2312.17227)" and "Table 1" in e.table and "Table 4" in e.table
     # Table 4 action repeats; Table 1 "SAC Pixels" column (mean, std)
     expected = {
         "cartpole_swingup": (8, 419, 40),
@@ -102,7 +111,7 @@ def test_list_experiments():
     proc = cli("list", "experiments")
     assert proc.returncode == 0, proc.stderr
     line = next(l for l in proc.stdout.splitlines() if l.startswith("dmc100k-sac"))
-    assert "gradient-based-planning-world-models.txt" in line and " 5 " in line
+    assert "S V et al. 2023 (arXiv:2312.17227)" in line and " 5 " in line
     assert "smoke 2000x1" in line and "paper 100000x3" in line
 
 

@@ -8,9 +8,21 @@ import numpy as np
 import optax
 import pytest
 
-from mjxmbrl.config import RSSMModelConfig
-from mjxmbrl.models.base import ModelStats, init_model_stats, open_loop, update_model_stats
-from mjxmbrl.models.rssm import gaussian_kl, make_rssm_model
+from mjxmbrl.models.base import (
+    ModelStats,
+    init_model_stats,
+    normalize_obs,
+    open_loop,
+    update_model_stats,
+)
+from mjxmbrl.models.rssm import (
+    RSSMModelConfig,
+    RSSMNet,
+    gaussian_kl,
+    make_rssm_model,
+    make_rssm_net,
+    posterior_sequence,
+)
 from mjxmbrl.types import MjxmbrlError, Transition
 
 OBS, ACT = 3, 2
@@ -220,3 +232,127 @@ def test_learns_a_linear_system():
     assert float(metrics["model/reward_loss"]) < float(first["model/reward_loss"]) / 10
     assert error_after < 0.25 * no_change, (error_after, no_change)
     assert error_after < 0.5 * error_before, (error_after, error_before)
+
+
+# ---- filtering while acting ----------------------------------------------------------
+
+
+def test_filter_over_a_window_is_the_loss_posterior_sequence(small):
+    """initial_state + T filter steps with the loss's keys give the loss's (h, s) sequence, and the
+    loss's reconstruction term is computed from that sequence."""
+    model, params = small
+    key = jax.random.PRNGKey(11)
+    batch = random_batch(jax.random.PRNGKey(12), b=1, t=5)
+    params = {"net": params["net"], "stats": update_model_stats(params["stats"], batch)}  # non-trivial stats
+    obs_seq = jnp.concatenate([batch.obs[:, :1], batch.next_obs], axis=1)  # [1, T+1, D]
+
+    net = make_rssm_net(SMALL, OBS)
+    target = normalize_obs(params["stats"], obs_seq)
+    embeddings = net.apply(params["net"], target, method=RSSMNet.encode)
+    all_h, all_s, kl = posterior_sequence(net, params["net"], embeddings, batch.action, key)
+    assert all_h.shape == (1, 6, BELIEF) and all_s.shape == (1, 6, STATE) and kl.shape == (1, 5)
+
+    key_0, key_scan = jax.random.split(key)
+    z = jax.jit(model.initial_state)(params, obs_seq[0, 0], key_0)
+    hs, ss = [z["h"]], [z["s"]]
+    filter_fn = jax.jit(model.filter)
+    for t, k in enumerate(jax.random.split(key_scan, 5)):
+        z = filter_fn(params, z, batch.action[0, t], obs_seq[0, t + 1], k)
+        hs.append(z["h"])
+        ss.append(z["s"])
+    np.testing.assert_allclose(np.stack(hs), all_h[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(ss), all_s[0], rtol=1e-5, atol=1e-6)
+
+    _, metrics = model.loss(params, batch, jnp.ones((1, 5)), key)
+    pred = net.apply(params["net"], all_h, all_s, method=RSSMNet.decode_obs)
+    np.testing.assert_allclose(metrics["model/obs_loss"], jnp.mean(jnp.sum(jnp.square(pred - target), -1)), rtol=1e-5)
+
+
+def test_filter_mechanics_and_planning_from_a_belief(small):
+    model, params = small
+    obs, action, key = jnp.array([0.5, -1.0, 2.0]), jnp.array([0.3, -0.2]), jax.random.PRNGKey(13)
+    z0 = model.initial_state(params, obs, key)
+    filter_fn = jax.jit(model.filter)
+    z1 = filter_fn(params, z0, action, obs + 1.0, key)
+    assert z1["h"].shape == (BELIEF,) and z1["s"].shape == (STATE,)
+    # h' = f(h, s, a) is the prior step's belief; the new observation moves only s'.
+    np.testing.assert_allclose(z1["h"], model.step(params, z0, action, key)["h"], rtol=1e-6)
+    z_other_obs = filter_fn(params, z0, action, obs - 1.0, key)
+    np.testing.assert_array_equal(z_other_obs["h"], z1["h"])
+    assert not np.allclose(z_other_obs["s"], z1["s"])
+    z_other_action = filter_fn(params, z0, -action, obs + 1.0, key)
+    assert not np.allclose(z_other_action["h"], z1["h"])
+
+    # rollout="mean": the filter takes the posterior mean, whatever the key.
+    mean_model = make_rssm_model(dataclasses.replace(SMALL, rollout="mean"), OBS, ACT)
+    a = mean_model.filter(params, z0, action, obs + 1.0, jax.random.PRNGKey(1))
+    b = mean_model.filter(params, z0, action, obs + 1.0, jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(a["s"], b["s"])
+
+    # With a belief, a plan starts from it: initial_state returns it, initial_particles tiles it.
+    assert model.initial_state(params, obs, key, z1) is z1
+    zs = jax.jit(model.initial_particles, static_argnums=3)(params, obs, key, 5, z1)
+    assert zs["h"].shape == (5, BELIEF) and zs["s"].shape == (5, STATE)
+    np.testing.assert_array_equal(zs["h"], np.broadcast_to(z1["h"], (5, BELIEF)))
+    np.testing.assert_array_equal(zs["s"], np.broadcast_to(z1["s"], (5, STATE)))
+
+
+def oscillator_windows(key, n, t):
+    """A damped rotation x' = A x + B a of position and velocity, of which only the position is observed."""
+    angle = 0.6
+    a_mat = 0.95 * jnp.array([[jnp.cos(angle), -jnp.sin(angle)], [jnp.sin(angle), jnp.cos(angle)]])
+    b_mat = jnp.array([[0.0], [0.5]])
+    k_x, k_a = jax.random.split(key)
+    actions = jax.random.uniform(k_a, (n, t, 1), minval=-1.0, maxval=1.0)
+
+    def body(x, a):
+        x_next = x @ a_mat.T + a @ b_mat.T
+        return x_next, (x, x_next)
+
+    _, (xs, next_xs) = jax.lax.scan(body, jax.random.normal(k_x, (n, 2)), jnp.swapaxes(actions, 0, 1))
+    obs, next_obs = jnp.swapaxes(xs, 0, 1)[..., :1], jnp.swapaxes(next_xs, 0, 1)[..., :1]
+    zeros = jnp.zeros((n, t))
+    return Transition(obs, actions, -jnp.sum(next_obs**2, -1), next_obs, zeros, zeros)
+
+
+def test_a_filtered_belief_predicts_better_than_a_restart():
+    """With the velocity hidden, one observation cannot tell where the system goes; the belief
+    filtered over the episode so far can. Open-loop predictions of the next 3 observations after
+    k = 5 steps: from the filtered belief against a restart at the same observation."""
+    n, horizon, k, ahead = 64, 10, 5, 3
+    cfg = dataclasses.replace(SMALL, belief_size=32, hidden_size=32, embedding_size=32, free_nats=1.0, rollout="mean")
+    model = make_rssm_model(cfg, 1, 1)
+    train = oscillator_windows(jax.random.PRNGKey(20), n, horizon)
+    test = oscillator_windows(jax.random.PRNGKey(21), n, k + ahead)
+    stats = update_model_stats(init_model_stats(1), train)
+    mask = jnp.ones((n, horizon))
+    opt = optax.adam(3e-3)
+
+    @jax.jit
+    def update(net, opt_state, key):
+        grads = jax.grad(lambda net: model.loss({"net": net, "stats": stats}, train, mask, key)[0])(net)
+        updates, opt_state = opt.update(grads, opt_state)
+        return optax.apply_updates(net, updates), opt_state
+
+    @jax.jit
+    def errors(net):
+        p = {"net": net, "stats": stats}
+
+        def one(obs, actions, next_obs):
+            z = model.initial_state(p, obs[0], None)
+            z = jax.lax.fori_loop(0, k, lambda t, z: model.filter(p, z, actions[t], next_obs[t], None), z)
+            restart = model.initial_state(p, next_obs[k - 1], None)
+            pred_filtered = open_loop(model, p, z, actions[k:], jax.random.PRNGKey(0))[1]
+            pred_restart = open_loop(model, p, restart, actions[k:], jax.random.PRNGKey(0))[1]
+            return jnp.square(pred_filtered - next_obs[k:]), jnp.square(pred_restart - next_obs[k:])
+
+        filtered, restarted = jax.vmap(one)(test.obs, test.action, test.next_obs)
+        return jnp.mean(filtered), jnp.mean(restarted)
+
+    net = model.init(jax.random.PRNGKey(22))["net"]
+    opt_state, key = opt.init(net), jax.random.PRNGKey(23)
+    for _ in range(300):
+        key, step_key = jax.random.split(key)
+        net, opt_state = update(net, opt_state, step_key)
+    filtered, restarted = (float(e) for e in errors(net))
+    assert filtered < 0.5 * restarted, (filtered, restarted)

@@ -1,4 +1,4 @@
-"""SAC learner: exact-number helpers, target wiring, ensemble, Polyak, temperature, learning."""
+"""SAC learner: exact-number helpers, target wiring, ensemble, temperature, learning (Polyak: test_ops.py)."""
 
 import dataclasses
 
@@ -7,10 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mjxmbrl.config import SACConfig
-from mjxmbrl.learners import LEARNERS, make_learner
-from mjxmbrl.learners.networks import CriticEnsemble, GaussianActor
-from mjxmbrl.learners.sac import SACState, polyak_update, soft_td_target, target_entropy_at
+from mjxmbrl.agents import AGENTS
+from mjxmbrl.learners.sac import (
+    SACConfig,
+    SACState,
+    make_sac,
+    soft_td_target,
+    target_entropy_at,
+)
+from mjxmbrl.nn.networks import CriticEnsemble, GaussianActor
 from mjxmbrl.types import MjxmbrlError, Transition
 
 OBS, ACT, B = 3, 1, 64
@@ -45,7 +50,7 @@ def random_batch(key, n=B, terminated=0.0, truncated=0.0):
 @pytest.fixture(scope="module")
 def small():
     """The small learner, its initial state and its jitted update (compiled once, shared)."""
-    learner = make_learner(SMALL, OBS, ACT, TOTAL)
+    learner = make_sac(SMALL, OBS, ACT, TOTAL)
     state = jax.jit(learner.init)(jax.random.PRNGKey(0))
     return learner, state, jax.jit(learner.update)
 
@@ -113,13 +118,6 @@ def test_soft_td_target_exact():
     np.testing.assert_allclose(target, [2.0, 6.88, 2.2], atol=1e-6)
 
 
-def test_polyak_update_exact():
-    target = {"w": jnp.array([0.0, 1.0, -2.0])}
-    online = {"w": jnp.array([10.0, 1.0, 2.0])}
-    # t + 0.1 (o - t) = [1, 1, -1.6]
-    np.testing.assert_allclose(polyak_update(target, online, 0.1)["w"], [1.0, 1.0, -1.6], atol=1e-6)
-
-
 def test_ensemble_members_differ_at_init():
     net = CriticEnsemble(num_critics=3, hidden_sizes=(16,))
     obs, act = jnp.ones((5, OBS)), jnp.zeros((5, ACT))
@@ -137,17 +135,17 @@ def test_init_outputs_do_not_alias():
     # An init whose target critic aliased the online critic (same array twice) made a
     # donating jit fail on an eagerly built state: "Attempt to donate the same buffer twice".
     # Tracing (no compile) shows it: every output must be a distinct jaxpr variable.
-    learner = make_learner(dataclasses.replace(SMALL, hidden_sizes=(4,)), OBS, ACT, TOTAL)
+    learner = make_sac(dataclasses.replace(SMALL, hidden_sizes=(4,)), OBS, ACT, TOTAL)
     outvars = jax.make_jaxpr(learner.init)(jax.random.PRNGKey(0)).jaxpr.outvars
     assert len({id(v) for v in outvars}) == len(outvars)
 
 
 def test_registry_and_errors():
-    assert LEARNERS["sac"] is not None
+    assert AGENTS.get("sac").config is SACConfig
     with pytest.raises(MjxmbrlError, match="sac"):
-        make_learner(dataclasses.replace(SACConfig(), name="nope"), OBS, ACT, TOTAL)
+        AGENTS.get("nope")
     with pytest.raises(MjxmbrlError, match="entropy_schedule"):
-        make_learner(dataclasses.replace(SACConfig(), entropy_schedule="cosine"), OBS, ACT, TOTAL)
+        make_sac(dataclasses.replace(SACConfig(), entropy_schedule="cosine"), OBS, ACT, TOTAL)
 
 
 # ---------------------------------------------------------------- the update step

@@ -8,13 +8,21 @@ import jax
 import numpy as np
 import pytest
 
-from mjxmbrl.checkpoint import Checkpointer, load_seed_policy
+from mjxmbrl.cli.evaluate import evaluate_run
 from mjxmbrl.config import ConfigError, load_config
 from mjxmbrl.envs import init_stats
-from mjxmbrl.parallel import seed_slice, t_interval_half_width
-from mjxmbrl.policy_eval import evaluate_run
-from mjxmbrl.runner import TrainingDiverged, _check_finite, train
-from mjxmbrl.train import TRACE_COUNTS, build, init_run_state, init_state, make_train_chunk, summarize_chunk
+from mjxmbrl.run.checkpoints import Checkpointer, load_seed_policy
+from mjxmbrl.run.chunks import summarize_chunk
+from mjxmbrl.run.devices import seed_slice
+from mjxmbrl.run.logging import t_interval_half_width
+from mjxmbrl.run.loop import TrainingDiverged, _check_finite, train
+from mjxmbrl.train import (
+    TRACE_COUNTS,
+    build,
+    init_run_state,
+    init_state,
+    make_train_chunk,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["log.wandb=disabled", "log.progress=false"]
@@ -55,23 +63,23 @@ def test_seeds_vmapped_together_match_seeds_trained_alone():
             single, single_metrics = chunk_alone(single)
         mine = seed_slice(jax.device_get(ts), i)
         np.testing.assert_array_equal(np.asarray(mine.replay.data.obs[:8]), np.asarray(single.replay.data.obs[:8]))
-        for (path, x), (_, y) in zip(_leaves(mine.learner), _leaves(single.learner)):
+        for (path, x), (_, y) in zip(_leaves(mine.agent.learner), _leaves(single.agent.learner)):
             x, y = np.asarray(x), np.asarray(y)
             assert np.allclose(x, y, rtol=1e-5, atol=1e-6), (seed, jax.tree_util.keystr(path), np.abs(x - y).max())
             worst = max(worst, float(np.abs(x.astype(np.float64) - y).max()) if x.size else 0.0)
-        initial = jax.tree.leaves(init_state(alone, jax.random.PRNGKey(seed)).learner.actor_params)[0]
-        assert not np.allclose(np.asarray(jax.tree.leaves(single.learner.actor_params)[0]), np.asarray(initial))
+        initial = jax.tree.leaves(init_state(alone, jax.random.PRNGKey(seed)).agent.learner.actor_params)[0]
+        assert not np.allclose(np.asarray(jax.tree.leaves(single.agent.learner.actor_params)[0]), np.asarray(initial))
     print(f"largest |together - alone| over all learner leaves: {worst:.3g}")
     assert TRACE_COUNTS["train_chunk"] == 2
 
     # Seeds really differ from one another.
-    a, b = seed_slice(ts.learner.actor_params, 0), seed_slice(ts.learner.actor_params, 1)
+    a, b = seed_slice(ts.agent.learner.actor_params, 0), seed_slice(ts.agent.learner.actor_params, 1)
     assert not np.allclose(np.asarray(jax.tree.leaves(a)[0]), np.asarray(jax.tree.leaves(b)[0]))
 
     # A NaN in seed index 1 (seed 6) shows up in that seed's row only, and the guard names the seed.
-    critic = ts.learner.critic_params
+    critic = ts.agent.learner.critic_params
     poisoned = jax.tree.map(lambda x: x.at[1].set(np.nan), critic)
-    ts = ts.replace(learner=ts.learner.replace(critic_params=poisoned))
+    ts = ts.replace(agent=ts.agent.replace(learner=ts.agent.learner.replace(critic_params=poisoned)))
     ts, metrics = chunk_together(ts)
     host = jax.device_get(metrics)
     rows = [summarize_chunk(seed_slice(host, i)) for i in range(3)]
@@ -98,9 +106,9 @@ def test_seeds_vmap_with_a_world_model_a_planner_and_normalized_obs():
     for row in rows:
         assert row["train/params_finite"] and np.isfinite(row["model/loss"]) and 0.0 < row["train/planned_fraction"] < 1.0
     assert rows[0]["model/loss"] != rows[1]["model/loss"]
-    assert np.asarray(ts.model.params["stats"].obs.count).shape == (2,)
-    assert np.asarray(ts.obs_stats.count).tolist() == [48.0, 48.0]  # 6 steps x 8 envs, per seed
-    assert ts.planner["mean"].shape[:2] == (2, 8)  # warm-start plans per seed and env
+    assert np.asarray(ts.agent.model.params["stats"].obs.count).shape == (2,)
+    assert np.asarray(ts.agent.obs_stats.count).tolist() == [48.0, 48.0]  # 6 steps x 8 envs, per seed
+    assert ts.carry["planner"]["mean"].shape[:2] == (2, 8)  # warm-start plans per seed and env
 
 
 def test_num_seeds_and_devices_are_checked_at_config_time():
@@ -177,7 +185,7 @@ def test_multi_seed_resume_is_bit_exact(straight_run, tmp_path):
     a, meta_a = Checkpointer(straight_run / "checkpoints", 3).restore(like)
     b, meta_b = Checkpointer(split / "checkpoints", 3).restore(like)
     assert meta_a["env_steps"] == meta_b["env_steps"] == 96 and meta_a["seeds"] == [3, 4]
-    assert a.learner.log_alpha.shape == (2,)
+    assert a.agent.learner.log_alpha.shape == (2,)
     for (path, x), (_, y) in zip(_leaves(a), _leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
     rows_a = (straight_run / "metrics.jsonl").read_text().splitlines()

@@ -7,11 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mjxmbrl.config import ConfigError, EnvConfig, GRUModelConfig, SACConfig, SVGConfig, config_from_dict
-from mjxmbrl.learners import make_learner
-from mjxmbrl.learners.sac import make_sac_core, sac_actor_loss
-from mjxmbrl.learners.svg import ExpansionFns, make_svg, soft_mve_targets, soft_value_expansion
+from mjxmbrl.config import ConfigError, EnvConfig, config_from_dict
+from mjxmbrl.learners.base import LearnContext
+from mjxmbrl.learners.sac import SACConfig, make_sac_core, sac_actor_loss
+from mjxmbrl.learners.svg import (
+    ExpansionFns,
+    SVGConfig,
+    make_svg,
+    soft_mve_targets,
+    soft_value_expansion,
+)
 from mjxmbrl.models import make_model
+from mjxmbrl.models.gru import GRUModelConfig
 from mjxmbrl.models.trainer import make_model_trainer
 from mjxmbrl.types import Transition
 
@@ -141,9 +148,9 @@ def test_svg_update_with_gru_differs_from_svg0_and_trains_heads():
     results = {}
     for horizon, mve in ((2, False), (0, False), (2, True)):
         cfg = dataclasses.replace(SMALL, horizon=horizon, critic_mve=mve)
-        learner = make_learner(cfg, OBS, ACT, 1000, model=model, has_termination=True)
+        learner = make_svg(cfg, OBS, ACT, 1000, model=model, has_termination=True)
         state = learner.init(jax.random.PRNGKey(0))
-        new, metrics = jax.jit(learner.update)(jax.random.PRNGKey(3), state, batch, 10, model_params, None)
+        new, metrics = jax.jit(learner.update)(jax.random.PRNGKey(3), state, batch, 10, LearnContext(model_params, None))
         assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
         results[(horizon, mve)] = (state, new, metrics)
     state2, new2, m2 = results[(2, False)]
@@ -171,16 +178,15 @@ def test_svg_trains_in_the_jitted_train_step_with_its_model():
         "log": {"wandb": "disabled", "progress": False},
     })
     components = build(cfg)
-    assert components.learner.uses_model
     ts0 = init_state(components)
-    heads0 = jax.tree.map(np.asarray, ts0.learner.heads)
+    heads0 = jax.tree.map(np.asarray, ts0.agent.learner.heads)
     chunk = make_train_chunk(components, 50)
     ts, metrics = chunk(ts0)
     learning = np.asarray(metrics["train/learning"])
     assert learning.sum() > 0 and np.asarray(metrics["train/model_learning"]).sum() > 0
     assert np.all(np.isfinite(np.asarray(metrics["learner/reward_loss"])))
     assert np.asarray(metrics["learner/termination_loss"])[learning > 0].min() > 0  # toy_reach terminates
-    moved = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), ts.learner.heads, heads0)
+    moved = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), ts.agent.learner.heads, heads0)
     assert min(jax.tree.leaves(moved)) > 0
     assert int(ts.updates) == int(learning.sum())
 
@@ -197,10 +203,44 @@ def test_svg_experiments_registered():
     sweep = get_experiment("svg-horizons-dmc")
     assert sweep.methods == ("svg-h0", "svg-h1", "svg-h2", "svg-h3", "svg-h5") and set(sweep.tasks) == {"cartpole_swingup", "reacher_easy"}
     for experiment in (table2, sweep):  # every cell builds a valid config at every budget
-        from mjxmbrl.reproduce import plan_runs
         from pathlib import Path
+
+        from mjxmbrl.cli.reproduce import plan_runs
 
         for budget in experiment.budgets.values():
             runs = plan_runs(experiment, budget, 1, Path("/nonexistent"))
             assert len(runs) == len(experiment.cells)
             assert all(r.cfg.agent.name == "svg" for r in runs)
+
+
+def _gru_parts(**agent):
+    model_cfg = GRUModelConfig(encoder_sizes=(16,), gru_size=16, gru_layers=1, decoder_sizes=(16,), seq_len=3,
+                               learn_reward=False, learn_termination=False)
+    model = make_model(model_cfg, EnvConfig(name="toy_reach"), OBS, ACT)
+    model_params = make_model_trainer(model, model_cfg).init(jax.random.PRNGKey(5)).params
+    parts = make_svg(dataclasses.replace(SMALL, **agent), OBS, ACT, 1000, model=model, has_termination=False, return_parts=True)
+    return parts, parts.init(jax.random.PRNGKey(0)), model_params
+
+
+def test_critic_mve_gives_imagined_states_after_a_true_termination_and_invalid_transitions_weight_zero():
+    parts, state, model_params = _gru_parts(horizon=3, critic_mve=True)
+    batch = random_batch(jax.random.PRNGKey(1), n=3)._replace(
+        terminated=jnp.array([1.0, 0.0, 0.0]), valid=jnp.array([1.0, 1.0, 0.0])
+    )
+    _, _, targets, weights = parts.critic_targets(state, jax.random.PRNGKey(2), batch, 0.1, model_params, None)
+    assert targets.shape == weights.shape == (3 * 3,)
+    # Row b holds the real transition's target, then the states imagined from its next observation.
+    np.testing.assert_array_equal(np.asarray(weights).reshape(3, 3), [[1, 0, 0], [1, 1, 1], [0, 0, 0]])
+
+
+def test_reward_scale_scales_the_expansion_rewards():
+    """The critic regresses reward_scale * r, so the H-step expansion must sum scaled rewards too."""
+    obs = random_batch(jax.random.PRNGKey(1)).obs
+    losses = {}
+    for horizon in (0, 2):
+        for scale in (1.0, 3.0):
+            parts, state, model_params = _gru_parts(horizon=horizon, reward_scale=scale)
+            loss_fn = parts.actor_loss(state, obs, jax.random.PRNGKey(4), 0.1, model_params, None)
+            losses[horizon, scale] = float(loss_fn(state.sac.actor_params)[0])
+    assert losses[0, 1.0] == losses[0, 3.0]  # SAC's actor loss has no reward in it
+    assert losses[2, 1.0] != pytest.approx(losses[2, 3.0], rel=1e-3)

@@ -20,9 +20,7 @@ import pytest
 import yaml
 
 from mjxmbrl import cli as cli_module
-from mjxmbrl.config import LogConfig
-from mjxmbrl.logging import RunLogger
-from mjxmbrl.sweep import (
+from mjxmbrl.cli.sweep import (
     SUMMARY_CSV,
     SUMMARY_MD,
     SweepError,
@@ -38,6 +36,8 @@ from mjxmbrl.sweep import (
     trial_name,
     trial_values,
 )
+from mjxmbrl.config import LogConfig
+from mjxmbrl.run.logging import RunLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {
@@ -361,7 +361,7 @@ def test_ranking_follows_the_goal_with_missing_values_last():
 
 def test_run_sweep_records_divergence_and_ranks_with_a_fake_trainer(tmp_path, capsys):
     """The host loop of a sweep without training: trial order, diverged trials kept, summary files, a missing metric."""
-    from mjxmbrl.runner import TrainingDiverged
+    from mjxmbrl.run.loop import TrainingDiverged
 
     sweep = parse_sweep({**GRID, "name": "fake", "metric": {"name": "eval/return", "goal": "minimize"}})
     plan = plan_sweep(sweep, overrides=[f"log.runs_dir={tmp_path}"])
@@ -423,7 +423,7 @@ def test_run_logger_passes_the_wandb_group(tmp_path, monkeypatch):
 
 def test_train_accepts_wandb_agent_arguments(tmp_path, monkeypatch, capsys):
     """`wandb agent` runs `mjxmbrl train CONFIG --agent.actor_lr=0.001 ...`: each becomes an override."""
-    import mjxmbrl.runner
+    import mjxmbrl.run.loop
 
     got = {}
 
@@ -435,7 +435,7 @@ def test_train_accepts_wandb_agent_arguments(tmp_path, monkeypatch, capsys):
         (run_dir / "summary.json").write_text(json.dumps(summary))
         return run_dir
 
-    monkeypatch.setattr(mjxmbrl.runner, "train", fake_train)
+    monkeypatch.setattr(mjxmbrl.run.loop, "train", fake_train)
     argv = ["train", "configs/debug.yaml", "--agent.actor_lr=0.005", "train.seed=4", "--agent.hidden_sizes=[32, 32]", "--log.progress=False"]
     assert cli_module.main(argv) == 0
     cfg = got["cfg"]

@@ -7,11 +7,13 @@ import jax
 import numpy as np
 import pytest
 
-from mjxmbrl.checkpoint import Checkpointer
 from mjxmbrl.config import load_config
-from mjxmbrl.evaluate import make_evaluator
-from mjxmbrl.runner import eval_key, train
-from mjxmbrl.train import TRACE_COUNTS, build, init_state, make_train_chunk, summarize_chunk
+from mjxmbrl.rollout import make_episode_runner, make_eval_env, policy_actor
+from mjxmbrl.run.checkpoints import Checkpointer
+from mjxmbrl.run.chunks import summarize_chunk
+from mjxmbrl.run.evaluation import eval_key
+from mjxmbrl.run.loop import train
+from mjxmbrl.train import TRACE_COUNTS, build, init_state, make_train_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["log.wandb=disabled", "log.progress=false"]
@@ -19,13 +21,11 @@ QUIET = ["log.wandb=disabled", "log.progress=false"]
 
 def random_policy_return(cfg) -> float:
     """Mean eval return of uniform random actions: the bar learning must clear."""
-    components = build(cfg)
-    random_learner = components.learner._replace(
-        policy=lambda params, obs, key, deterministic: jax.random.uniform(key, obs.shape[:-1] + (2,), minval=-1, maxval=1)
-    )
-    evaluate = make_evaluator(cfg.env, random_learner, 32)
-    ts = init_state(components)
-    return float(np.mean(evaluate(eval_key(0, 0), components.learner.policy_params(ts.learner), ts.obs_stats).returns))
+    def random_policy(params, obs, key, deterministic):
+        return jax.random.uniform(key, obs.shape[:-1] + (2,), minval=-1, maxval=1)
+
+    run = make_episode_runner(make_eval_env(cfg.env, 32), *policy_actor(random_policy, False))
+    return float(np.mean(run(eval_key(0, 0), (None, None)).returns))
 
 
 def test_sac_learns_toy_reach_without_recompiling(tmp_path):
@@ -74,11 +74,11 @@ def test_resume_is_bit_exact(tmp_path, normalize_obs, model):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
     # The comparison is not vacuous: replay holds data and params moved from init.
     assert int(a.replay.size) > 0
-    init_leaf = jax.tree.leaves(like.learner)[0]
-    assert not np.array_equal(np.asarray(jax.tree.leaves(a.learner)[0]), np.asarray(init_leaf))
+    init_leaf = jax.tree.leaves(like.agent.learner)[0]
+    assert not np.array_equal(np.asarray(jax.tree.leaves(a.agent.learner)[0]), np.asarray(init_leaf))
     if model:  # the world model trained in the same jitted step and resumed with it
-        assert float(a.model.params["stats"].obs.count) > 0
-        assert not np.array_equal(np.asarray(jax.tree.leaves(a.model.params["net"])[0]), np.asarray(jax.tree.leaves(like.model.params["net"])[0]))
+        assert float(a.agent.model.params["stats"].obs.count) > 0
+        assert not np.array_equal(np.asarray(jax.tree.leaves(a.agent.model.params["net"])[0]), np.asarray(jax.tree.leaves(like.agent.model.params["net"])[0]))
     rows_a = [json.loads(l) for l in (straight / "metrics.jsonl").read_text().splitlines()]
     rows_b = [json.loads(l) for l in (split / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in rows_a] == [r["env_steps"] for r in rows_b]
@@ -101,13 +101,13 @@ def test_chunk_is_traced_once_per_shape(tmp_path):
 
 def test_non_finite_model_loss_is_reported_under_model(tmp_path):
     """A NaN in the world model shows up as a non-finite model/ metric, which stops the run."""
-    from mjxmbrl.runner import _non_finite
+    from mjxmbrl.run.loop import _non_finite
 
     cfg = load_config(ROOT / "configs/debug.yaml", QUIET + SMALL_MODEL + ["train.warmup_env_steps=0", "agent.batch_size=8"])
     components = build(cfg)
     ts = init_state(components)
-    net = jax.tree.map(lambda x: x * np.nan, ts.model.params["net"])
-    ts = ts.replace(model=ts.model.replace(params={**ts.model.params, "net": net}))
+    net = jax.tree.map(lambda x: x * np.nan, ts.agent.model.params["net"])
+    ts = ts.replace(agent=ts.agent.replace(model=ts.agent.model.replace(params={**ts.agent.model.params, "net": net})))
     ts, metrics = make_train_chunk(components, 6)(ts)
     row = summarize_chunk(metrics)
     assert not np.isfinite(row["model/loss"])
@@ -130,7 +130,7 @@ def test_planner_acts_in_training_with_p_plan_mixing(tmp_path):
     ts = init_state(components)
     ts, metrics = make_train_chunk(components, 10)(ts)
     row = summarize_chunk(metrics)
-    planned = np.asarray(ts.replay.data.planned[: int(ts.replay.size)])
+    planned = np.asarray(ts.replay.data.extras["planned"][: int(ts.replay.size)])
     assert planned[0].sum() == 0  # warmup steps are random, never planned
     after = planned[1:].mean()
     assert 0.3 < after < 0.7, after  # 9 steps x 16 envs at p_plan = 0.5

@@ -18,12 +18,12 @@ import jax
 import numpy as np
 import pytest
 
-from mjxmbrl.checkpoint import Checkpointer, export_policy
+from mjxmbrl.cli.video import episode_frames, log_video_to_wandb, read_mp4, write_mp4
 from mjxmbrl.config import load_config, save_config
 from mjxmbrl.envs import init_stats
 from mjxmbrl.envs.registry import get_spec
-from mjxmbrl.learners import make_learner
-from mjxmbrl.video import episode_frames, log_video_to_wandb, read_mp4, write_mp4
+from mjxmbrl.learners.sac import make_sac
+from mjxmbrl.run.checkpoints import Checkpointer, export_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def make_run_dir(run: Path, env: str, env_steps: int, *overrides: str) -> Path:
     """
     cfg = load_config(None, [f"env.name={env}", "agent.hidden_sizes=[16,16]", "log.wandb=disabled", *overrides])
     spec = get_spec(env)
-    learner = make_learner(cfg.agent, spec.obs_size, spec.action_size, cfg.train.total_env_steps)
+    learner = make_sac(cfg.agent, spec.obs_size, spec.action_size, cfg.train.total_env_steps)
     shapes = learner.policy_params(jax.eval_shape(learner.init, jax.random.PRNGKey(0)))
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(s.dtype), shapes)

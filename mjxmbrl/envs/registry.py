@@ -10,6 +10,12 @@ imports no simulator. Families:
   State (`pipeline_state` becomes `data`).
 - "toy": `toy_reach`, a tiny pure-JAX task (mjxmbrl/envs/toy.py).
 
+Each task has one `EnvSpec`: its sizes, control step, episode length, whether
+it terminates, its observation groups (envs/groups.py: the per-group MLP model
+and the task-agnostic proposal read them) and its known reward
+`reward_fn(obs, action, next_obs)` (envs/rewards.py: planners may score
+predicted observations with it; None where the task has none).
+
 Every env from `make_env` is unbatched with `reset(key) -> State`,
 `step(state, action) -> State` (State = `mujoco_playground._src.mjx_env.State`)
 and attributes `observation_size`, `action_size`, `dt`, `spec`.
@@ -18,7 +24,7 @@ and attributes `observation_size`, `action_size`, `dt`, `spec`.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 
@@ -26,6 +32,8 @@ if TYPE_CHECKING:  # importing Playground/MJX takes seconds; listing envs must n
     from mujoco_playground._src.mjx_env import State
 
 from mjxmbrl.envs import toy
+from mjxmbrl.envs.groups import OBS_GROUPS, TASK_GROUPS, ObsGroup
+from mjxmbrl.envs.rewards import KNOWN_REWARDS
 from mjxmbrl.types import MjxmbrlError
 
 IMPLS = ("jax", "warp")
@@ -41,6 +49,13 @@ class EnvSpec(NamedTuple):
     episode_length: int
     ctrl_dt: float
     has_termination: bool
+    obs_groups: Tuple[ObsGroup, ...] = ()  # contiguous observation slices (Byravan et al. 2022, App. C); () if none
+    reward_fn: Optional[Callable[..., jax.Array]] = None  # known reward (obs, action, next_obs) -> [], per control step
+
+    @property
+    def task_groups(self) -> Tuple[ObsGroup, ...]:
+        """The task-specific groups (targets, goals) a task-agnostic proposal must not see."""
+        return tuple(g for g in self.obs_groups if g.name in TASK_GROUPS)
 
 
 def _dm(name: str, obs: int, act: int, dt: float) -> EnvSpec:
@@ -93,7 +108,10 @@ _SPEC_LIST = [
     EnvSpec("toy_reach", "toy", toy.OBS_SIZE, toy.ACTION_SIZE, toy.EPISODE_LENGTH, toy.DT, True),
 ]
 
-ENV_SPECS: Dict[str, EnvSpec] = {spec.name: spec for spec in _SPEC_LIST}
+ENV_SPECS: Dict[str, EnvSpec] = {
+    spec.name: spec._replace(obs_groups=OBS_GROUPS.get(spec.name, ()), reward_fn=KNOWN_REWARDS.get(spec.name))
+    for spec in _SPEC_LIST
+}
 
 _BRAX_BACKEND = {"swimmer": "generalized"}  # all others: "mjx"
 

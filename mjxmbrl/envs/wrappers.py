@@ -12,7 +12,9 @@ keeps, in reset and step outputs alike (so the pytree structure is fixed for
 - `steps` [N] int32: control steps (sub-steps of the repeat counted) in the
   current episode; 0 right after a reset;
 - `reset_key` [N, ...]: each env's own PRNG key, split at every auto-reset of
-  that env, so resets draw fresh initial states.
+  that env, so resets draw fresh initial states;
+- `last_action` [N, A]: the action the last step executed (zeros after a
+  reset): a latent model's filter reads it with the new observation.
 
 `done = max(terminated, truncated)`.
 """
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 from mjxmbrl.envs.registry import EnvSpec, make_env
 from mjxmbrl.types import MjxmbrlError
 
-WRAPPER_INFO_KEYS = ("terminated", "truncated", "final_obs", "steps", "reset_key")
+WRAPPER_INFO_KEYS = ("terminated", "truncated", "final_obs", "steps", "reset_key", "last_action")
 
 
 def _where(cond: jax.Array, x: Any, y: Any) -> Any:
@@ -81,7 +83,10 @@ class VectorEnv:
         state = self.env.reset(key_reset)
         info = dict(state.info)
         zero = jnp.zeros((), jnp.float32)
-        info.update(terminated=zero, truncated=zero, final_obs=state.obs, steps=jnp.zeros((), jnp.int32), reset_key=key_next)
+        info.update(
+            terminated=zero, truncated=zero, final_obs=state.obs, steps=jnp.zeros((), jnp.int32), reset_key=key_next,
+            last_action=jnp.zeros((self.action_size,), jnp.float32),
+        )
         return state.replace(reward=state.reward.astype(jnp.float32), done=zero, info=info)
 
     def _reset_batched(self, key: jax.Array) -> State:
@@ -136,7 +141,10 @@ class VectorEnv:
         s, reward_sum, _, steps, terminated, truncated = carry
         done = jnp.maximum(terminated, truncated)
         new_info = dict(s.info)
-        new_info.update(terminated=terminated, truncated=truncated, final_obs=s.obs, steps=steps, reset_key=info["reset_key"])
+        new_info.update(
+            terminated=terminated, truncated=truncated, final_obs=s.obs, steps=steps, reset_key=info["reset_key"],
+            last_action=jnp.asarray(action, jnp.float32),
+        )
         return s.replace(reward=reward_sum, done=done, info=new_info)
 
     def _reset_done(self, state: State) -> State:

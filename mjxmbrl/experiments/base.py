@@ -101,7 +101,7 @@ class Cell:
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     name: str
-    paper: str  # file name under ../shared/papers/ or a citation
+    paper: str  # short citation: first author et al., year, arXiv id, e.g. "Amos et al. 2021 (arXiv:2008.12775)"
     table: str  # which table of the paper, e.g. "Table 1 (DM Control 100k)"
     description: str
     cells: Tuple[Cell, ...]

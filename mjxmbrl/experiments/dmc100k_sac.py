@@ -1,6 +1,7 @@
 """`dmc100k-sac`: our SAC on the DM Control 100k table of the gradient-based planning paper.
 
-Source: ../shared/papers/gradient-based-planning-world-models.txt, Table 1
+Source: S V, Jalagam, LeCun, Sobal 2023, "Gradient-based Planning with World Models",
+arXiv:2312.17227, Table 1
 ("DM-Control 100K Results", mean and std over 10 test episodes across three
 seeds, at 100k env steps) for the five tasks, and Table 4 for the action
 repeat of each task (cartpole swingup 8, reacher easy 4, finger spin 2,
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from mjxmbrl.experiments.base import Budget, Cell, Experiment, Published, register
 
-PAPER = "gradient-based-planning-world-models.txt"
+PAPER = "S V et al. 2023 (arXiv:2312.17227)"
 TABLE = "Table 1 (DM-Control 100K results); action repeats from Table 4"
 PUBLISHED_COLUMN = "SAC Pixels"
 REFERENCE_COLUMNS = ("CURL", "PlaNet", "Dreamer", "Grad-MPC")

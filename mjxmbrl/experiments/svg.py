@@ -1,4 +1,5 @@
-"""SAC-SVG(H) experiments of Amos et al. 2021 (../shared/papers/amos2021-sac-svg.txt).
+"""SAC-SVG(H) experiments of Amos, Stanton, Yarats, Wilson 2021, "On the model-based stochastic
+value gradient for continuous reinforcement learning", arXiv:2008.12775.
 
 `svg-table2`: the Table 2 analog. SAC and SAC-SVG(H) for H in {1, 2, 3, 4, 5, 10} on Brax's MJX
 ant, hopper, swimmer, halfcheetah and walker2d (the gym locomotion tasks of POPLIN), at the paper's
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from mjxmbrl.experiments.base import Budget, Cell, Experiment, Published, register
 
-PAPER = "amos2021-sac-svg.txt"
+PAPER = "Amos et al. 2021 (arXiv:2008.12775)"
 
 # Table 2: task -> {method: (mean, std)}; "sac" is the row "SAC (our run)".
 TABLE_2 = {

@@ -1,23 +1,39 @@
-"""The learner interface every agent implements (see DESIGN.md, Interfaces)."""
+"""The learner interface: losses and optimisers of one method, bound to its config (DESIGN.md, Interfaces).
 
-from typing import Any, Callable, NamedTuple
+A learner is a part of an agent (agents/actor_critic.py): the agent draws the
+batches, the learner updates on them.
+"""
+
+from typing import Any, Callable, NamedTuple, Optional
+
+
+class LearnContext(NamedTuple):
+    """What a learner's update may read besides its own state and the batch.
+
+    model_params: the world model's parameters ({} without a learned model; SVG unrolls it);
+    obs_stats: the run's running observation statistics (networks read normalised
+        observations when env.normalize_obs is set; batches hold raw observations).
+    """
+
+    model_params: Any = None
+    obs_stats: Any = None
 
 
 class Learner(NamedTuple):
-    """Pure functions of one agent, bound to its config when built.
+    """Pure functions of one learner, bound to its config when built.
 
     init(key) -> learner_state
-    update(key, learner_state, batch: Transition, env_steps) -> (learner_state, metrics)
-        `batch` observations are already normalised; `env_steps` (int32 scalar)
-        drives schedules such as the target-entropy decay.
+    update(key, learner_state, batch: Transition, env_steps, context: LearnContext) -> (learner_state, metrics)
+        `batch` holds raw observations [B, ...] (the learner normalises its network
+        inputs with context.obs_stats where the run normalises them); `env_steps`
+        (int32 scalar) drives schedules such as the target-entropy decay; transitions
+        with batch.valid = 0 (non-finite physics) get weight 0.
     policy_params(learner_state) -> params   (what the policy needs, for export)
-    policy(params, obs, key, deterministic) -> action in [-1, 1]^A; obs [..., D]
-    value(learner_state, obs, key) -> [...] state-value estimate (planner terminal value)
-
-    A model-based learner (`uses_model=True`, e.g. SAC-SVG(H)) is instead updated with
-    update(key, learner_state, batch, env_steps, model_params, obs_stats), where `batch`
-    holds raw observations (the world model predicts raw observations) and the learner
-    normalises its own network inputs with `obs_stats` when the run normalises them.
+    policy(params, obs, key, deterministic) -> action in [-1, 1]^A; obs [..., D] network inputs
+    value(learner_state, obs, key) -> [...] soft state-value estimate (planner terminal value)
+    q_value(learner_state, obs, key) -> [...] mean over the critic ensemble of Q(s, a), one
+        action a ~ pi(s), no entropy term (Byravan et al. 2022 App. F.2's planner value);
+        None for a learner without an action-value critic
     """
 
     init: Callable[..., Any]
@@ -25,4 +41,4 @@ class Learner(NamedTuple):
     policy_params: Callable[..., Any]
     policy: Callable[..., Any]
     value: Callable[..., Any]
-    uses_model: bool = False
+    q_value: Optional[Callable[..., Any]] = None

@@ -10,20 +10,58 @@ One `update` does, on a batch of transitions:
   4. target critic: `theta_targ <- theta_targ + tau (theta - theta_targ)`.
 """
 
-from typing import Any, Callable, NamedTuple, Tuple
+import dataclasses
+from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
 
-from mjxmbrl.config import SACConfig
-from mjxmbrl.learners.base import Learner
-from mjxmbrl.learners.distributions import sample_tanh_gaussian, tanh_gaussian_mode
-from mjxmbrl.learners.networks import CriticEnsemble, GaussianActor
-from mjxmbrl.types import Metrics, MjxmbrlError, Params, PRNGKey, Transition
+from mjxmbrl.envs.normalization import normalize
+from mjxmbrl.learners.base import LearnContext, Learner
+from mjxmbrl.nn.distributions import sample_tanh_gaussian, tanh_gaussian_mode
+from mjxmbrl.nn.networks import CriticEnsemble, GaussianActor
+from mjxmbrl.ops import gradient_step, polyak_update
+from mjxmbrl.types import (
+    ConfigError,
+    Metrics,
+    MjxmbrlError,
+    Params,
+    PRNGKey,
+    Transition,
+    valid_weights,
+)
 
 ENTROPY_SCHEDULES = ("constant", "decay")
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """Soft actor-critic (Haarnoja et al. 2018; Amos et al. 2021 Sec. 3, Table 3)."""
+
+    choices: ClassVar[Dict[str, Tuple[str, ...]]] = {"entropy_schedule": ("constant", "decay")}
+
+    name: str = "sac"
+    hidden_sizes: Tuple[int, ...] = (256, 256)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    init_alpha: float = 0.1
+    discount: float = 0.99
+    tau: float = 0.005
+    num_critics: int = 2
+    batch_size: int = 512
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    reward_scale: float = 1.0
+    # Target entropy: "constant" uses target_entropy (None: -action_dim);
+    # "decay" follows Amos et al. Eq. 14 from target_entropy_init to target_entropy_final.
+    entropy_schedule: str = "constant"
+    target_entropy: Optional[float] = None
+    target_entropy_init: float = 0.0
+    target_entropy_final: float = -1.0
+    entropy_decay_beta: float = 1.0
 
 
 @flax.struct.dataclass
@@ -80,11 +118,6 @@ def soft_td_target(
     return reward_scale * reward + discount * (1.0 - terminated) * next_value
 
 
-def polyak_update(target: Params, online: Params, tau: float) -> Params:
-    """Moves every target leaf a fraction tau toward the online leaf: `t + tau (o - t)`."""
-    return jax.tree_util.tree_map(lambda t, o: t + tau * (o - t), target, online)
-
-
 class SACCore(NamedTuple):
     """SAC's networks and its per-part gradient steps, shared by SAC and SAC-SVG(H).
 
@@ -92,7 +125,7 @@ class SACCore(NamedTuple):
     actor_dist(actor_params, obs [..., D]) -> (pre-tanh mean, log_std) [..., A]
     q(critic_params, obs [..., D], action [..., A]) -> [num_critics, ...]
     td_target(state, key, batch, alpha) -> [B]: Eq. 5-6 soft one-step target (target critic, double Q)
-    fit_critic(state, obs [N, D], action [N, A], target [N]) -> (state, loss, q [num_critics, N])  (Eq. 4)
+    fit_critic(state, obs [N, D], action [N, A], target [N], weights [N]) -> (state, loss, q [num_critics, N])  (Eq. 4)
     fit_actor(state, loss_fn(actor_params) -> (loss, log_prob)) -> (state, loss, log_prob)
     fit_alpha(state, log_prob, target_entropy) -> (state, alpha_loss)                  (Eq. 8)
     update_target(state) -> state                                                      (Polyak)
@@ -106,6 +139,22 @@ class SACCore(NamedTuple):
     fit_actor: Callable[..., Any]
     fit_alpha: Callable[..., Any]
     update_target: Callable[..., SACState]
+
+
+def check_sac(cfg) -> None:
+    """Config-time check of a run whose agent is SAC (or an agent built on its core, e.g. SVG)."""
+    a = cfg.agent
+    if a.entropy_schedule == "decay" and a.target_entropy_final > a.target_entropy_init:
+        raise ConfigError(
+            f"agent.target_entropy_final ({a.target_entropy_final}) exceeds agent.target_entropy_init "
+            f"({a.target_entropy_init}): the decay of Amos et al. Eq. 14 anneals the target entropy down"
+        )
+    if a.batch_size <= 0:
+        raise ConfigError(f"agent.batch_size must be positive, got {a.batch_size}")
+    try:
+        check_sac_config(a)
+    except MjxmbrlError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_sac_config(cfg: SACConfig) -> None:
@@ -157,28 +206,25 @@ def make_sac_core(cfg: SACConfig, obs_size: int, action_size: int) -> SACCore:
         )
         return jax.lax.stop_gradient(target)
 
-    def fit_critic(state: SACState, obs: jax.Array, action: jax.Array, target: jax.Array):
+    def fit_critic(state: SACState, obs: jax.Array, action: jax.Array, target: jax.Array, weights: jax.Array):
+        """Eq. 4 on N pairs; weights [N] 0/1 (0: an invalid transition, which must not move the critic)."""
+
         def critic_loss_fn(critic_params):
             q = critic.apply(critic_params, obs, action)  # [num_critics, N]
-            return jnp.mean(jnp.square(q - target[None])), q
+            return jnp.mean(jnp.square(q - target[None]) * weights[None]), q
 
-        (loss, q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state.critic_params)
-        updates, opt_state = critic_opt.update(grads, state.critic_opt_state)
-        params = optax.apply_updates(state.critic_params, updates)
-        return state.replace(critic_params=params, critic_opt_state=opt_state), loss, q
+        step = gradient_step(critic_loss_fn, critic_opt, state.critic_params, state.critic_opt_state, has_aux=True)
+        return state.replace(critic_params=step.params, critic_opt_state=step.opt_state), step.loss, step.aux
 
     def fit_actor(state: SACState, loss_fn: Callable):
-        (loss, log_prob), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
-        updates, opt_state = actor_opt.update(grads, state.actor_opt_state)
-        params = optax.apply_updates(state.actor_params, updates)
-        return state.replace(actor_params=params, actor_opt_state=opt_state), loss, log_prob
+        step = gradient_step(loss_fn, actor_opt, state.actor_params, state.actor_opt_state, has_aux=True)
+        return state.replace(actor_params=step.params, actor_opt_state=step.opt_state), step.loss, step.aux
 
     def fit_alpha(state: SACState, log_prob: jax.Array, target_entropy: jax.Array):
         # Eq. 8 with alpha = exp(log_alpha): entropy above target -> positive gradient -> alpha shrinks.
         entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
-        loss, grad = jax.value_and_grad(lambda la: -la * entropy_gap)(state.log_alpha)
-        updates, opt_state = alpha_opt.update(grad, state.alpha_opt_state)
-        return state.replace(log_alpha=optax.apply_updates(state.log_alpha, updates), alpha_opt_state=opt_state), loss
+        step = gradient_step(lambda la: -la * entropy_gap, alpha_opt, state.log_alpha, state.alpha_opt_state)
+        return state.replace(log_alpha=step.params, alpha_opt_state=step.opt_state), step.loss
 
     def update_target(state: SACState) -> SACState:
         return state.replace(target_critic_params=polyak_update(state.target_critic_params, state.critic_params, cfg.tau))
@@ -215,7 +261,7 @@ def sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_ent
 
 
 def make_policy_fns(core: SACCore):
-    """(policy_params, policy, value) of a tanh-Gaussian actor with a critic ensemble (Learner fields)."""
+    """(policy_params, policy, value, q_value) of a tanh-Gaussian actor with a critic ensemble (Learner fields)."""
 
     def policy_params(state: SACState) -> Params:
         return state.actor_params
@@ -237,30 +283,46 @@ def make_policy_fns(core: SACCore):
         q = jnp.min(core.q(state.critic_params, obs, action), axis=0)
         return q - jnp.exp(state.log_alpha) * log_prob
 
-    return policy_params, policy, value
+    def q_value(state: SACState, obs: jax.Array, key: PRNGKey) -> jax.Array:
+        """mean_i Q_i(s, a), a ~ pi(s), no entropy term (Byravan et al. 2022 App. F.2, one action): [...]."""
+        mean, log_std = core.actor_dist(state.actor_params, obs)
+        action, _ = sample_tanh_gaussian(key, mean, log_std)
+        return jnp.mean(core.q(state.critic_params, obs, action), axis=0)
+
+    return policy_params, policy, value, q_value
 
 
-def make_sac(cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: int, **_context) -> Learner:
+def make_sac(
+    cfg: SACConfig, obs_size: int, action_size: int, total_env_steps: int, *, normalize_obs: bool = False, **_context
+) -> Learner:
     """Builds the SAC learner (see `Learner` in learners/base.py for the signatures).
 
-    `_context` (model, normalize_obs, has_termination) is for model-based learners; SAC ignores it.
+    `normalize_obs`: the networks read observations normalised with the run's statistics.
+    `_context` (model, has_termination) is for model-based learners; SAC ignores it.
     """
     core = make_sac_core(cfg, obs_size, action_size)
 
-    def update(key: PRNGKey, state: SACState, batch: Transition, env_steps: Any) -> Tuple[SACState, Metrics]:
-        """One SAC step on `batch` (leaves [B, ...], obs normalised); env_steps drives H_target.
+    def update(
+        key: PRNGKey, state: SACState, batch: Transition, env_steps: Any, context: Optional[LearnContext] = None
+    ) -> Tuple[SACState, Metrics]:
+        """One SAC step on `batch` (leaves [B, ...], raw obs); env_steps drives H_target.
 
         Metrics are scalars; `learner/alpha` is the temperature used in this step's losses.
         """
+        if normalize_obs:
+            stats = context.obs_stats
+            batch = batch._replace(obs=normalize(stats, batch.obs), next_obs=normalize(stats, batch.next_obs))
         next_action_key, actor_key = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
         target_entropy = target_entropy_at(cfg, action_size, total_env_steps, env_steps)
         target = core.td_target(state, next_action_key, batch, alpha)
-        state, critic_loss, q = core.fit_critic(state, batch.obs, batch.action, target)
+        state, critic_loss, q = core.fit_critic(state, batch.obs, batch.action, target, valid_weights(batch))
         state, actor_loss, log_prob = core.fit_actor(state, sac_actor_loss(core, state.critic_params, batch.obs, actor_key, alpha))
         state, alpha_loss = core.fit_alpha(state, log_prob, target_entropy)
         state = core.update_target(state)
         return state, sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_entropy, q)
 
-    policy_params, policy, value = make_policy_fns(core)
-    return Learner(init=core.init, update=update, policy_params=policy_params, policy=policy, value=value)
+    policy_params, policy, value, q_value = make_policy_fns(core)
+    return Learner(
+        init=core.init, update=update, policy_params=policy_params, policy=policy, value=value, q_value=q_value
+    )

@@ -24,27 +24,106 @@ divided by H, so H = 0 equals SAC's loss exactly; Adam makes the scale matter li
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
 
-from mjxmbrl.config import SVGConfig
 from mjxmbrl.envs.normalization import normalize
-from mjxmbrl.learners.base import Learner
-from mjxmbrl.learners.distributions import tanh_gaussian_from_noise
+from mjxmbrl.learners.base import LearnContext, Learner
 from mjxmbrl.learners.sac import (
+    SACConfig,
     SACState,
+    check_sac,
     make_policy_fns,
     make_sac_core,
     sac_metrics,
     target_entropy_at,
 )
-from mjxmbrl.models.base import Model, normalize_obs as model_normalize
-from mjxmbrl.models.heads import make_heads
-from mjxmbrl.types import Metrics, MjxmbrlError, Params, PRNGKey, Transition
+from mjxmbrl.nn.distributions import tanh_gaussian_from_noise
+from mjxmbrl.nn.heads import make_heads
+from mjxmbrl.ops import gradient_step
+from mjxmbrl.types import (
+    ConfigError,
+    Metrics,
+    MjxmbrlError,
+    Params,
+    PRNGKey,
+    Transition,
+    valid_weights,
+)
+
+if TYPE_CHECKING:  # the Model interface only: learners import no model code at run time
+    from mjxmbrl.models.base import Model
+
+
+@dataclasses.dataclass(frozen=True)
+class SVGConfig(SACConfig):
+    """SAC-SVG(H): SAC whose actor ascends an H-step value expansion through a learned model (Amos et al. 2021)."""
+
+    name: str = "svg"
+    # Table 3 of Amos et al.: actor/critic 2 x 512, LR 1e-4, temperature LR 5e-4, init temperature 0.1.
+    hidden_sizes: Tuple[int, ...] = (512, 512)
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-4
+    alpha_lr: float = 5e-4
+    horizon: int = 2  # H of Eq. 9, in agent steps; 0 is SAC's actor update
+    critic_mve: bool = False  # critic targets from an H-step model expansion (Feinberg et al.; Sec. 5.1.2 ablation)
+    learn_termination: bool = True  # only where the task can terminate (Eq. 12-13); DM Control tasks never do
+    head_sizes: Tuple[int, ...] = (512, 512)  # reward and termination MLPs (Table 3)
+    head_lr: float = 1e-3  # reward and termination LR (Table 3)
+
+
+def check_svg(cfg) -> None:
+    """Rejects SVG settings that cannot work: horizons, and the model the expansion unrolls."""
+    check_sac(cfg)
+    a, m = cfg.agent, cfg.model
+    if a.horizon < 0:
+        raise ConfigError(f"agent.horizon must be >= 0, got {a.horizon}")
+    if a.critic_mve and a.horizon < 1:
+        raise ConfigError("agent.critic_mve expands the critic target through the model: it needs agent.horizon >= 1")
+    if a.horizon == 0 and not a.critic_mve:
+        return
+    if m.name == "none":
+        raise ConfigError(f"agent svg with horizon {a.horizon} unrolls a learned dynamics model: set model.name=gru (Amos et al. Sec. 4.2)")
+    if m.name == "oracle":
+        if cfg.env.impl == "warp":
+            raise ConfigError(
+                "agent svg differentiates the value expansion through the dynamics, and the Warp-backed oracle "
+                "(env.impl=warp) cannot be differentiated by JAX; use a learned model (model.name=gru)"
+            )
+        raise ConfigError(
+            "agent svg unrolls the model from replayed observations, but the oracle needs full simulator states, "
+            "which the replay buffer does not store; use a learned model (model.name=gru)"
+        )
+    if getattr(m, "learn_reward", False) or getattr(m, "learn_termination", False):
+        raise ConfigError(
+            "agent svg fits its own reward and termination models on single-step batches (Amos et al. Alg. 1); "
+            "set model.learn_reward=false and model.learn_termination=false"
+        )
+    if m.name == "gru" and m.seq_len < a.horizon:
+        raise ConfigError(
+            f"model.seq_len ({m.seq_len}) is shorter than agent.horizon ({a.horizon}): the dynamics would be unrolled "
+            "past the windows they are trained on"
+        )
+
+
+def svg_model_defaults(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """SVG's defaults for the model section (raw YAML dict): the model's own reward and termination heads
+    off (SVG fits them itself on single-step batches, Alg. 1), and a GRU fitted on windows as long as the
+    expansion it is unrolled for (seq_len = max(1, H))."""
+    model = dict(raw.get("model") or {})
+    name = model.get("name", "none")
+    if name in ("mlp", "gru", "ensemble"):
+        model.setdefault("learn_reward", False)
+        model.setdefault("learn_termination", False)
+        if name == "gru":
+            horizon = (raw.get("agent") or {}).get("horizon", SVGConfig.horizon)
+            model.setdefault("seq_len", max(1, int(horizon)) if isinstance(horizon, (int, float)) else horizon)
+    return {**raw, "model": model}
 
 
 _MODEL_STREAM = 0x5EED  # fold_in tag of the model-noise stream (policy noise uses tags 1..H)
@@ -84,7 +163,7 @@ class SVGParts(NamedTuple):
     core: SACCore (networks, critic/actor/temperature steps)
     init(key) -> SVGState
     actor_loss(state, obs [B, D] raw, key, alpha, model_params, obs_stats) -> loss_fn(actor_params) -> (loss, log_p0 [B])
-    critic_targets(state, key, batch, alpha, model_params, obs_stats) -> (obs [N, D] raw, actions [N, A], targets [N])
+    critic_targets(state, key, batch, alpha, model_params, obs_stats) -> (obs [N, D] raw, actions [N, A], targets [N], weights [N])
     fit_heads(state, batch, model_params) -> (state, metrics)
     """
 
@@ -225,10 +304,11 @@ def make_svg(
             raise MjxmbrlError(f"SVG({cfg.horizon}) unrolls a learned dynamics model: set model.name (e.g. gru)")
 
         def head_input(x):
-            return model_normalize(model_params["stats"], x) if "stats" in model_params else x
+            return model.normalize_input(model_params, x)
 
         def reward(x, u):
-            return reward_fn(heads, head_input(x), u)
+            # The critic regresses reward_scale * r (Eq. 5-6), so the expansion's rewards are scaled alike.
+            return cfg.reward_scale * reward_fn(heads, head_input(x), u)
 
         def not_done(x, u):
             if termination_fn is None:
@@ -266,41 +346,48 @@ def make_svg(
         return loss_fn
 
     def critic_targets(state: SVGState, key, batch: Transition, alpha, model_params, obs_stats):
-        """(obs [N, D] raw, actions [N, A], targets [N]) the critic regresses on."""
+        """(obs [N, D] raw, actions [N, A], targets [N], weights [N]) the critic regresses on.
+
+        Weights are 0 for invalid transitions (non-finite physics) and, with critic_mve, for the
+        states imagined past a true termination of the real transition (they are not in the MDP).
+        """
+        valid = valid_weights(batch)
         if not cfg.critic_mve:
             net_batch = batch._replace(next_obs=normalize(obs_stats, batch.next_obs)) if normalize_obs else batch
-            return batch.obs, batch.action, core.td_target(state.sac, key, net_batch, alpha)
+            return batch.obs, batch.action, core.td_target(state.sac, key, net_batch, alpha), valid
         noise_key, model_key = jax.random.split(key)
         batch_size = batch.obs.shape[0]
         eps = jax.random.normal(noise_key, (batch_size, cfg.horizon, action_size))
         fns = expansion_fns(state.sac.actor_params, state.sac.target_critic_params, state.heads, model_params, obs_stats)
         targets, xs, us = jax.vmap(lambda x1, r, d, e, k: soft_mve_targets(fns, x1, r, d, e, k, alpha, discount))(
-            batch.next_obs, batch.reward, batch.terminated, eps, jax.random.split(model_key, batch_size)
+            batch.next_obs, cfg.reward_scale * batch.reward, batch.terminated, eps, jax.random.split(model_key, batch_size)
         )  # [B, H], [B, H-1, D], [B, H-1, A]
         obs = jnp.concatenate([batch.obs[:, None], xs], axis=1).reshape(-1, obs_size)
         actions = jnp.concatenate([batch.action[:, None], us], axis=1).reshape(-1, action_size)
-        return obs, actions, targets.reshape(-1)
+        imagined = jnp.broadcast_to((valid * (1.0 - batch.terminated))[:, None], (batch_size, cfg.horizon - 1))
+        weights = jnp.concatenate([valid[:, None], imagined], axis=1)
+        return obs, actions, targets.reshape(-1), weights.reshape(-1)
 
     def fit_heads(state: SVGState, batch: Transition, model_params):
         if not uses_rollouts:
             return state, {}
-        obs_in = model_normalize(model_params["stats"], batch.obs) if "stats" in model_params else batch.obs
+        obs_in = model.normalize_input(model_params, batch.obs)
 
         def loss_fn(heads):
             total, metrics = heads_loss(heads, obs_in, batch)
             return total, metrics
 
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.heads)
-        updates, opt_state = heads_opt.update(grads, state.heads_opt_state)
-        heads = optax.apply_updates(state.heads, updates)
-        metrics = {k.replace("model/", "learner/"): v for k, v in metrics.items()}
-        return state.replace(heads=heads, heads_opt_state=opt_state), metrics
+        step = gradient_step(loss_fn, heads_opt, state.heads, state.heads_opt_state, has_aux=True)
+        metrics = {k.replace("model/", "learner/"): v for k, v in step.aux.items()}
+        return state.replace(heads=step.params, heads_opt_state=step.opt_state), metrics
 
     def update(
-        key: PRNGKey, state: SVGState, batch: Transition, env_steps: Any, model_params: Params = None, obs_stats: Any = None
+        key: PRNGKey, state: SVGState, batch: Transition, env_steps: Any, context: Optional[LearnContext] = None
     ) -> Tuple[SVGState, Metrics]:
         """One SAC-SVG(H) step on a single-step `batch` of raw observations (leaves [B, ...])."""
-        model_params = {} if model_params is None else model_params
+        context = context or LearnContext()
+        model_params = {} if context.model_params is None else context.model_params
+        obs_stats = context.obs_stats
         target_key, actor_key = jax.random.split(key)
         alpha = jnp.exp(state.sac.log_alpha)
         target_entropy = target_entropy_at(cfg, action_size, total_env_steps, env_steps)
@@ -308,8 +395,8 @@ def make_svg(
         def net(x):
             return normalize(obs_stats, x) if normalize_obs else x
 
-        obs_c, act_c, target = critic_targets(state, target_key, batch, alpha, model_params, obs_stats)
-        sac, critic_loss, q = core.fit_critic(state.sac, net(obs_c), act_c, target)
+        obs_c, act_c, target, weights = critic_targets(state, target_key, batch, alpha, model_params, obs_stats)
+        sac, critic_loss, q = core.fit_critic(state.sac, net(obs_c), act_c, target, weights)
         state = state.replace(sac=sac)
         loss_fn = actor_loss_fn(state, batch.obs, actor_key, alpha, model_params, obs_stats)
         sac, actor_loss, log_prob = core.fit_actor(state.sac, loss_fn)
@@ -320,12 +407,12 @@ def make_svg(
     parts = SVGParts(core, init, actor_loss_fn, critic_targets, fit_heads)
     if return_parts:
         return parts
-    policy_params_sac, policy, value_sac = make_policy_fns(core)
+    policy_params_sac, policy, value_sac, q_value_sac = make_policy_fns(core)
     return Learner(
         init=init,
         update=update,
         policy_params=lambda state: policy_params_sac(state.sac),
         policy=policy,
         value=lambda state, obs, key: value_sac(state.sac, obs, key),
-        uses_model=True,
+        q_value=lambda state, obs, key: q_value_sac(state.sac, obs, key),
     )

@@ -7,13 +7,22 @@ the oracle); planners only touch it through these functions, vmapped over
 particles:
 
     params = model.init(key)
-    z0     = model.initial_state(params, obs [D], key, sim_state=None)
-    zs     = model.initial_particles(params, obs [D], key, P, sim_state=None)  # z with leading [P]
+    z0     = model.initial_state(params, obs [D], key, belief=None)
+    zs     = model.initial_particles(params, obs [D], key, P, belief=None)  # z with leading [P]
     z1     = model.step(params, z0, action [A], key)
+    z1     = model.filter(params, z0, action [A], obs1 [D], key)  # None: the state is the observation
     obs1   = model.observation(params, z1)                   # [D]
     r      = model.reward(params, z0, action, z1)            # [] (None: the model has no reward)
     p_term = model.termination(params, z0, action, z1)       # [] probability (None: no model)
     loss, metrics = model.loss(params, batch, mask, key)     # batch: Transition [B, T, ...]
+    x      = model.normalize_input(params, obs [..., D])    # the model's own input normalisation
+
+`belief` is the model's own state of this env kept by the acting agent: the
+filtered latent of a latent model (RSSM), the simulator State for the oracle;
+None starts from `obs` alone. A latent model updates its state from each new
+observation while acting with `filter` (the RSSM's posterior step); models
+whose state is the observation (mlp, gru, ensemble) have `filter=None`, ignore
+`belief` and are restarted from each real observation by the agent.
 
 Learned models keep their input/target normalisation statistics in
 `params["stats"]` (a `ModelStats`) next to the trained weights `params["net"]`;
@@ -23,6 +32,7 @@ differentiates the loss with respect to `params["net"]` only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import flax.struct
@@ -30,7 +40,33 @@ import jax
 import jax.numpy as jnp
 
 from mjxmbrl.envs.normalization import RunningStats, init_stats, update_stats
-from mjxmbrl.types import Metrics, Params, PRNGKey, Transition
+from mjxmbrl.types import ConfigError, Metrics, Params, PRNGKey, Transition
+
+
+def identity_input(params: Params, obs: jax.Array) -> jax.Array:
+    """Model.normalize_input of a model that sees raw observations (the oracle): obs unchanged."""
+    del params
+    return obs
+
+
+@dataclasses.dataclass(frozen=True)
+class NoModelConfig:
+    """No world model (model-free agent)."""
+
+    name: str = "none"
+
+
+def check_learned_model(cfg) -> None:
+    """Checks every learned model shares: positive sizes, and training windows that fit the replay buffer."""
+    m = cfg.model
+    for key in ("batch_size", "seq_len", "learning_rate", "num_members", "gru_size", "gru_layers", "belief_size", "state_size"):
+        value = getattr(m, key, None)
+        if value is not None and value <= 0:
+            raise ConfigError(f"model.{key} must be positive, got {value}")
+    if getattr(m, "updates_per_step", 0) < 0:
+        raise ConfigError(f"model.updates_per_step must be >= 0, got {m.updates_per_step}")
+    if m.seq_len * cfg.env.num_envs > cfg.replay.capacity:
+        raise ConfigError(f"model.seq_len ({m.seq_len}) does not fit in the replay buffer ({cfg.replay.capacity // cfg.env.num_envs} steps per env)")
 
 
 class Model(NamedTuple):
@@ -45,7 +81,13 @@ class Model(NamedTuple):
     reward: Optional[Callable[..., jax.Array]]
     termination: Optional[Callable[..., jax.Array]]
     loss: Optional[Callable[..., Tuple[jax.Array, Metrics]]]  # None: nothing to train (oracle)
-    uses_sim_state: bool = False  # True: initial_state needs the simulator State (oracle)
+    uses_sim_state: bool = False  # True: the belief is the simulator State, and initial_state needs it (oracle)
+    # filter(params, z, action [A], obs [D], key) -> z': the state after `action` given the new
+    # observation (a latent model's posterior step); None: the state is the observation itself.
+    filter: Optional[Callable[..., Any]] = None
+    # normalize_input(params, obs [..., D]) -> [..., D]: the input normalisation the model's own
+    # networks apply (learned models: `stats_input`); heads trained beside the model use it too.
+    normalize_input: Callable[[Params, jax.Array], jax.Array] = identity_input
 
 
 @flax.struct.dataclass
@@ -86,12 +128,17 @@ def normalize_obs(stats: ModelStats, obs: jax.Array) -> jax.Array:
     return (obs - stats.obs.mean) / std_of(stats.obs)
 
 
-def default_initial_particles(initial_state: Callable[..., Any]) -> Callable[..., Any]:
-    """initial_particles(params, obs, key, P, sim_state=None) = vmap of initial_state over P keys."""
+def stats_input(params: Params, obs: jax.Array) -> jax.Array:
+    """Model.normalize_input of a learned model: `normalize_obs(params["stats"], obs)`, obs [..., D]."""
+    return normalize_obs(params["stats"], obs)
 
-    def initial_particles(params, obs, key, num_particles: int, sim_state=None):
+
+def default_initial_particles(initial_state: Callable[..., Any]) -> Callable[..., Any]:
+    """initial_particles(params, obs, key, P, belief=None) = vmap of initial_state over P keys."""
+
+    def initial_particles(params, obs, key, num_particles: int, belief=None):
         keys = jax.random.split(key, num_particles)
-        return jax.vmap(lambda k: initial_state(params, obs, k, sim_state))(keys)
+        return jax.vmap(lambda k: initial_state(params, obs, k, belief))(keys)
 
     return initial_particles
 

@@ -21,24 +21,61 @@ Rollout modes (cfg.rollout) for the model state {"obs": [D], "member": int32}:
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import ClassVar, Dict, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.learners.networks import MLP
 from mjxmbrl.models.base import (
     Model,
+    check_learned_model,
     init_model_stats,
     multi_step_errors,
     normalize_obs,
+    stats_input,
     std_of,
     step_error_metrics,
 )
-from mjxmbrl.models.heads import make_heads
+from mjxmbrl.nn.heads import make_heads
+from mjxmbrl.nn.networks import MLP
+from mjxmbrl.types import ConfigError
 
 ROLLOUT_MODES = ("mean", "random", "ts_inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleModelConfig:
+    """PETS-style probabilistic ensemble (Chua et al. 2018; Byravan et al. 2022, App. F.4)."""
+
+    choices: ClassVar[Dict[str, Tuple[str, ...]]] = {"rollout": ("mean", "random", "ts_inf")}
+
+    name: str = "ensemble"
+    num_members: int = 5
+    hidden_sizes: Tuple[int, ...] = (200, 200, 200, 200)  # swish, as in PETS
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    seq_len: int = 1  # single-step NLL
+    updates_per_step: int = 1
+    grad_clip: float = 100.0
+    init_max_logvar: float = 0.5  # soft bounds on the predicted log-variance (learned)
+    init_min_logvar: float = -10.0
+    logvar_bound_weight: float = 0.01
+    # 0 is the plain NLL of PETS; 0.5 (beta-NLL, Seitzer et al. 2022) keeps hard transitions pulling on the mean:
+    # 10x lower 1-step error of the mean on CartpoleSwingup (docs/models.md). See models/ensemble.py.
+    nll_beta: float = 0.5
+    rollout: str = "ts_inf"  # mean | random (member per step) | ts_inf (member fixed per particle)
+    learn_reward: bool = False
+    learn_termination: bool = False
+    head_sizes: Tuple[int, ...] = (200, 200)
+
+
+def check_ensemble(cfg) -> None:
+    check_learned_model(cfg)
+    m = cfg.model
+    if m.init_min_logvar >= m.init_max_logvar:
+        raise ConfigError(f"model.init_min_logvar ({m.init_min_logvar}) must be below model.init_max_logvar ({m.init_max_logvar})")
 
 
 class GaussianMember(nn.Module):
@@ -105,12 +142,12 @@ def make_ensemble_model(cfg, obs_size: int, action_size: int) -> Model:
         x = jnp.concatenate([normalize_obs(params["stats"], obs), action], axis=-1)
         return jax.vmap(member.apply, in_axes=(0, None))(params["net"]["members"], x)
 
-    def initial_state(params, obs, key, sim_state=None):
-        del params, sim_state
+    def initial_state(params, obs, key, belief=None):
+        del params, belief
         return {"obs": obs, "member": jax.random.randint(key, (), 0, num_members, dtype=jnp.int32)}
 
-    def initial_particles(params, obs, key, num_particles: int, sim_state=None):
-        del params, key, sim_state
+    def initial_particles(params, obs, key, num_particles: int, belief=None):
+        del params, key, belief
         obs = jnp.broadcast_to(obs, (num_particles,) + obs.shape)
         return {"obs": obs, "member": member_assignment(num_particles, num_members)}
 
@@ -149,6 +186,7 @@ def make_ensemble_model(cfg, obs_size: int, action_size: int) -> Model:
         reward=reward if reward_fn is not None else None,
         termination=termination if termination_fn is not None else None,
         loss=None,
+        normalize_input=stats_input,
     )
 
     def loss(params, batch, mask, key):

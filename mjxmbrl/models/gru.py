@@ -10,19 +10,19 @@ Inputs are normalised and the decoder predicts the delta in units of the data's
 one-step change (mu + sigma * f_dec), both moments kept in params["stats"].
 Trained with the multi-step squared error of Eq. 10 over windows x_{1:H} (the
 error normalised per dimension by the observation std), plus the reward model
-(Eq. 11) and the termination model (Eqs. 12-13) from models/heads.py. The
+(Eq. 11) and the termination model (Eqs. 12-13) from nn/heads.py. The
 model state is {"obs": [D], "h": [layers, gru_size]}.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.learners.networks import MLP
 from mjxmbrl.models.base import (
     Model,
     default_initial_particles,
@@ -30,10 +30,31 @@ from mjxmbrl.models.base import (
     masked_mean,
     multi_step_errors,
     normalize_obs,
+    stats_input,
     std_of,
     step_error_metrics,
 )
-from mjxmbrl.models.heads import make_heads
+from mjxmbrl.nn.heads import make_heads
+from mjxmbrl.nn.networks import MLP
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUModelConfig:
+    """GRU multi-step dynamics with reward and termination models (Amos et al. 2021, Sec. 4.2, Table 3)."""
+
+    name: str = "gru"
+    encoder_sizes: Tuple[int, ...] = (512, 512)
+    gru_size: int = 512
+    gru_layers: int = 2
+    decoder_sizes: Tuple[int, ...] = (512, 512)
+    learning_rate: float = 1e-3
+    batch_size: int = 1024  # multi-step batch size
+    seq_len: int = 10  # H of Eq. 10 (sequence x_{1:H}); SVG sets it from its horizon
+    updates_per_step: int = 4  # N_seq
+    grad_clip: float = 100.0
+    learn_reward: bool = True  # Eq. 11
+    learn_termination: bool = True  # Eq. 12-13 (time-limit truncations excluded)
+    head_sizes: Tuple[int, ...] = (512, 512)
 
 
 class GRUDynamics(nn.Module):
@@ -69,8 +90,8 @@ def make_gru_model(cfg, obs_size: int, action_size: int) -> Model:
         dyn = net.init(k_dyn, jnp.zeros((obs_size,)), jnp.zeros((action_size,)), zero_h)
         return {"net": {"dynamics": dyn, **heads_init(k_heads)}, "stats": init_model_stats(obs_size)}
 
-    def initial_state(params, obs, key, sim_state=None):
-        del params, key, sim_state
+    def initial_state(params, obs, key, belief=None):
+        del params, key, belief
         return {"obs": obs, "h": zero_h}
 
     def step(params, z, action, key):
@@ -101,6 +122,7 @@ def make_gru_model(cfg, obs_size: int, action_size: int) -> Model:
         reward=reward if reward_fn is not None else None,
         termination=termination if termination_fn is not None else None,
         loss=None,
+        normalize_input=stats_input,
     )
 
     def loss(params, batch, mask, key):

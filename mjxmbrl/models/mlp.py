@@ -15,31 +15,64 @@ multi-step squared error over windows of T steps (Eqs. 19-20), each group's
 error normalised per dimension by the observation std so that groups of
 different units weigh alike (the paper separates groups for the same reason;
 the normalisation is our addition). Optional reward/termination heads
-(models/heads.py) are trained on the same transitions.
+(nn/heads.py) are trained on the same transitions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.learners.networks import MLP
+from mjxmbrl.envs.groups import ObsGroup
 from mjxmbrl.models.base import (
     Model,
     ModelStats,
+    check_learned_model,
     default_initial_particles,
     init_model_stats,
     masked_mean,
     multi_step_errors,
     normalize_obs,
+    stats_input,
     std_of,
     step_error_metrics,
 )
-from mjxmbrl.models.groups import ObsGroup
-from mjxmbrl.models.heads import make_heads
+from mjxmbrl.nn.heads import make_heads
+from mjxmbrl.nn.networks import MLP
+from mjxmbrl.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPModelConfig:
+    """Per-group deterministic MLP dynamics (Byravan et al. 2022, App. C, Eqs. 17-20)."""
+
+    name: str = "mlp"
+    hidden_sizes: Tuple[int, ...] = (256, 256, 256)  # elu + layer norm, one MLP per observation group
+    learning_rate: float = 1e-4  # App. C.1
+    batch_size: int = 256
+    seq_len: int = 10  # T of the open-loop multi-step loss (Eq. 20)
+    updates_per_step: int = 1  # model updates per vectorised env step
+    grad_clip: float = 100.0
+    learn_reward: bool = False  # Byravan et al. plan with known rewards; True adds the reward model (Amos Eq. 11)
+    learn_termination: bool = False
+    head_sizes: Tuple[int, ...] = (256, 256)
+
+
+def check_mlp(cfg) -> None:
+    """The per-group MLP needs the task's observation groups (EnvSpec.obs_groups)."""
+    from mjxmbrl.envs.registry import ENV_SPECS
+
+    check_learned_model(cfg)
+    spec = ENV_SPECS.get(cfg.env.name)
+    if spec is not None and not spec.obs_groups:
+        raise ConfigError(
+            f"model 'mlp' (per-group MLP) needs the observation groups of the task, and env '{cfg.env.name}' declares none "
+            "(see mjxmbrl/envs/groups.py); use model.name=gru or ensemble"
+        )
 
 
 class GroupMLPs(nn.Module):
@@ -101,8 +134,8 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
                 pieces[g.name] = obs[sl] + velocity_next * dt + sigma[sl] * out[g.name]
         return jnp.concatenate([pieces[g.name] for g in groups])
 
-    def initial_state(params, obs, key, sim_state=None):
-        del params, key, sim_state
+    def initial_state(params, obs, key, belief=None):
+        del params, key, belief
         return obs
 
     def step(params, z, action, key):
@@ -131,6 +164,7 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
         reward=reward if reward_fn is not None else None,
         termination=termination if termination_fn is not None else None,
         loss=None,
+        normalize_input=stats_input,
     )
 
     def loss(params, batch, mask, key):

@@ -10,16 +10,43 @@ step is differentiable, so gradient-based planners can plan through it.
 
 The MJX model is bound inside the env when the oracle is built, so the
 oracle's params are an empty dict (nothing to train: `loss` is None).
+
+The belief the acting agent passes to `initial_state` is the env's State. On
+the first step after an auto-reset of the training env that State holds the
+fresh episode's data and observation but still `done = 1` and the finished
+episode's `terminated`/`truncated` flags; the oracle's own env does not
+auto-reset, so it would treat the State as frozen and every particle would
+see reward 0. `initial_state` therefore clears those flags: a plan always
+starts from a live episode.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 
 from mjxmbrl.envs.wrappers import make_vector_env
-from mjxmbrl.models.base import Model, default_initial_particles
+from mjxmbrl.models.base import Model, default_initial_particles, identity_input
+from mjxmbrl.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleModelConfig:
+    """The true MJX simulator as a model: its state is the env State (POLO; Byravan Table 1 "ground truth")."""
+
+    name: str = "oracle"
+
+
+def check_oracle(cfg) -> None:
+    """The oracle steps the task's own MJX model: the task must run on MJX."""
+    from mjxmbrl.envs.registry import ENV_SPECS
+
+    spec = ENV_SPECS.get(cfg.env.name)
+    if spec is not None and (spec.family == "toy" or spec.name == "swimmer"):
+        raise ConfigError(f"model 'oracle' needs an MJX task; env '{cfg.env.name}' does not run on MJX")
 
 
 def make_oracle_model(env_name: str, impl: str = "jax", episode_length: Optional[int] = None, action_repeat: int = 1) -> Model:
@@ -30,11 +57,14 @@ def make_oracle_model(env_name: str, impl: str = "jax", episode_length: Optional
         del key
         return {}
 
-    def initial_state(params, obs, key, sim_state=None):
+    def initial_state(params, obs, key, belief=None):
+        """The simulator State `belief` of one env with done, terminated and truncated cleared."""
         del params, obs, key
-        if sim_state is None:
-            raise ValueError("the oracle model starts from the simulator state: pass sim_state (one env's State)")
-        return sim_state
+        if belief is None:
+            raise ValueError("the oracle model starts from the simulator state: pass it as belief (one env's State)")
+        info = dict(belief.info)
+        info.update(terminated=jnp.zeros_like(info["terminated"]), truncated=jnp.zeros_like(info["truncated"]))
+        return belief.replace(done=jnp.zeros_like(belief.done), info=info)
 
     def step(params, z, action, key):
         del params, key
@@ -63,6 +93,7 @@ def make_oracle_model(env_name: str, impl: str = "jax", episode_length: Optional
         termination=termination,
         loss=None,
         uses_sim_state=True,
+        normalize_input=identity_input,  # the simulator takes raw observations
     )
 
 

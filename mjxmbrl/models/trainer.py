@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
-import jax
 import optax
 
 from mjxmbrl.models.base import Model, update_model_stats
+from mjxmbrl.ops import gradient_step
 from mjxmbrl.types import Params
 
 
@@ -55,10 +55,8 @@ def make_model_trainer(model: Model, cfg) -> ModelTrainer:
         def loss_fn(net):
             return model.loss({"net": net, "stats": stats}, batch, mask, key)
 
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["net"])
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params["net"])
-        net = optax.apply_updates(state.params["net"], updates)
-        metrics = {**metrics, "model/grad_norm": optax.tree.norm(grads)}
-        return ModelState(params={"net": net, "stats": stats}, opt_state=opt_state), metrics
+        step = gradient_step(loss_fn, optimizer, state.params["net"], state.opt_state, has_aux=True, pass_params=True)
+        metrics = {**step.aux, "model/grad_norm": optax.tree.norm(step.grads)}
+        return ModelState(params={"net": step.params, "stats": stats}, opt_state=step.opt_state), metrics
 
     return ModelTrainer(init=init, update=update)

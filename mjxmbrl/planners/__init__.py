@@ -1,5 +1,10 @@
 """Planners over any model: SMC, CEM, MPPI and gradient-based MPC, built from a planner config.
 
+`PLANNERS` is the registry: name -> (config class, factory, config-time check).
+A factory is `make(planner_cfg, core, proposal, action_size) -> Planner`; each
+planner module holds its config class (a `PlannerConfig` subclass), its check
+and its update rule. Adding a planner is one module, one line below and its YAML.
+
 `make_planner(planner_cfg, model, env_cfg, obs_size, action_size, learner)`
 binds the shared rollout core (planners/base.py) to the model, the reward
 (the task's known reward on predicted observations, or the model's own; the
@@ -15,20 +20,52 @@ import jax
 import jax.numpy as jnp
 
 from mjxmbrl.envs.normalization import normalize
-from mjxmbrl.planners.base import Planner, PlanParams, RolloutCore, make_rollout_core
+from mjxmbrl.planners.base import (
+    NoPlannerConfig,
+    Planner,
+    PlannerConfig,
+    PlanParams,
+    RolloutCore,
+    check_planner_common,
+    make_rollout_core,
+)
+from mjxmbrl.planners.cem import CEMConfig, check_cem, make_cem
+from mjxmbrl.planners.grad import GradConfig, make_grad
+from mjxmbrl.planners.mppi import MPPIConfig, make_mppi
+from mjxmbrl.planners.smc import SMCConfig, check_smc, make_smc
+from mjxmbrl.registry import Registry
 from mjxmbrl.types import MjxmbrlError
 
-PLANNER_NAMES = ("smc", "cem", "mppi", "grad")
+PLANNERS = Registry("planner")
+PLANNERS.register("none", NoPlannerConfig, lambda cfg, core, proposal, action_size: None)
+PLANNERS.register("smc", SMCConfig, make_smc, check=check_smc)
+PLANNERS.register("cem", CEMConfig, make_cem, check=check_cem)
+PLANNERS.register("mppi", MPPIConfig, lambda cfg, core, proposal, action_size: make_mppi(cfg, core, action_size),
+                  check=check_planner_common)
+PLANNERS.register("grad", GradConfig, make_grad, check=check_planner_common)
 
 
-def make_value_fn(learner, samples: int, normalize_obs: bool):
-    """(value_params = (learner_state, obs_stats), obs [P, D], key) -> [P]: mean of `samples` learner values."""
+VALUES = ("none", "soft", "q")
+
+
+def make_value_fn(learner, samples: int, normalize_obs: bool, kind: str = "soft"):
+    """(value_params = (learner_state, obs_stats), obs [P, D], key) -> [P]: the planner's terminal value.
+
+    V(s) = (1/K) sum_k v(s, a_k), a_k ~ pi(s), K = `samples`, with v the learner's
+    soft value min_i Q_i(s, a) - alpha log pi(a|s) (kind "soft") or its plain
+    mean_i Q_i(s, a) (kind "q": Byravan et al. 2022 App. F.2, K = 10, no entropy term).
+    """
+    if kind not in ("soft", "q"):
+        raise MjxmbrlError(f"planner.value: '{kind}' is not one of {', '.join(VALUES)}")
+    if kind == "q" and learner.q_value is None:
+        raise MjxmbrlError("planner.value=q needs a learner with an action-value critic; use planner.value=soft")
+    one = learner.value if kind == "soft" else learner.q_value
 
     def value(value_params, obs, key):
         learner_state, obs_stats = value_params
         x = normalize(obs_stats, obs) if normalize_obs else obs
         keys = jax.random.split(key, samples)
-        return jnp.mean(jax.vmap(lambda k: learner.value(learner_state, x, k))(keys), axis=0)
+        return jnp.mean(jax.vmap(lambda k: one(learner_state, x, k))(keys), axis=0)
 
     return value
 
@@ -45,10 +82,9 @@ def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, env_name:
         return proposals.policy_proposal(learner, normalize_obs)
     if cfg.proposal == "proprio":
         from mjxmbrl.envs.registry import get_spec
-        from mjxmbrl.models.groups import OBS_GROUPS, TASK_GROUPS
 
-        groups = [g for g in OBS_GROUPS.get(env_name, ()) if g.name in TASK_GROUPS]
-        return proposals.policy_proposal(learner, normalize_obs, proposals.proprio_mask(get_spec(env_name).obs_size, groups))
+        spec = get_spec(env_name)
+        return proposals.policy_proposal(learner, normalize_obs, proposals.proprio_mask(spec.obs_size, spec.task_groups))
     if cfg.proposal == "mixture":
         return proposals.mixture_proposal(proposals.policy_proposal(learner, normalize_obs), gaussian, cfg.mixture_start, cfg.mixture_end)
     raise MjxmbrlError(f"unknown proposal '{cfg.proposal}'")
@@ -56,39 +92,22 @@ def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, env_name:
 
 def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: Optional[Any] = None):
     """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model`."""
-    from mjxmbrl.envs.rewards import KNOWN_REWARDS
+    from mjxmbrl.envs.registry import get_spec
 
-    if cfg.name not in PLANNER_NAMES:
-        raise MjxmbrlError(f"unknown planner '{cfg.name}' (valid: {', '.join(PLANNER_NAMES)})")
+    entry = PLANNERS.get(cfg.name)
     reward_fn = None
     if cfg.reward == "known" and model.name != "oracle":
-        if env_cfg.name not in KNOWN_REWARDS:
+        reward_fn = get_spec(env_cfg.name).reward_fn
+        if reward_fn is None:
             raise MjxmbrlError(f"env '{env_cfg.name}' has no known reward; use planner.reward=model")
-        reward_fn = KNOWN_REWARDS[env_cfg.name]
     value_fn = None
-    if cfg.value == "learner":
+    if cfg.value != "none":
         if learner is None:
-            raise MjxmbrlError("planner.value=learner needs a trained learner: set planner.source_run")
-        value_fn = make_value_fn(learner, cfg.value_samples, env_cfg.normalize_obs)
+            raise MjxmbrlError(f"planner.value={cfg.value} needs a trained learner: set planner.source_run")
+        value_fn = make_value_fn(learner, cfg.value_samples, env_cfg.normalize_obs, cfg.value)
     core = make_rollout_core(model, cfg.discount, reward_fn, float(env_cfg.action_repeat), value_fn)
     proposal = make_proposal(cfg, action_size, learner, env_cfg.normalize_obs, env_cfg.name)
-    if cfg.name == "smc":
-        from mjxmbrl.planners.smc import make_smc
-
-        planner = make_smc(cfg, core, proposal, action_size)
-    elif cfg.name == "cem":
-        from mjxmbrl.planners.cem import make_cem
-
-        planner = make_cem(cfg, core, proposal, action_size)
-    elif cfg.name == "mppi":
-        from mjxmbrl.planners.mppi import make_mppi
-
-        planner = make_mppi(cfg, core, action_size)
-    else:
-        from mjxmbrl.planners.grad import make_grad
-
-        planner = make_grad(cfg, core, proposal, action_size)
-    return planner, core, proposal
+    return entry.make(cfg, core, proposal, action_size), core, proposal
 
 
-__all__ = ["Planner", "PlanParams", "RolloutCore", "make_planner", "make_rollout_core", "PLANNER_NAMES"]
+__all__ = ["PLANNERS", "Planner", "PlannerConfig", "PlanParams", "RolloutCore", "make_planner", "make_rollout_core"]

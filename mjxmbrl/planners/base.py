@@ -10,8 +10,9 @@ A planner sees the world through three functions bound at build time:
         episode has terminated (oracle termination, or a learned termination
         probability < 0.5), so rewards after a terminal state do not count;
     value(plan_params, z [P], key) -> [P]
-        the terminal value V(s_H) of the particles' observations, from the
-        learner (mean over K sampled values), or zeros without bootstrapping;
+        the terminal value V(s_H) of the particles' observations: the learner's
+        soft value or plain mean Q (Byravan App. F.2), each a mean over K policy
+        actions (planners/__init__.py `make_value_fn`), or zeros without bootstrapping;
     score(plan_params, z0 [P], actions [P, H, A], key) -> returns [P]
         sum_t gamma^t r_t + gamma^H V(s_H) (Byravan et al. Alg. 3 `evaluate_actions`;
         gradient-based planning Eq. 6), scan over H, vmap over particles.
@@ -23,12 +24,80 @@ Each planner file (smc.py, cem.py, mppi.py, grad.py) holds only its own rules.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+import dataclasses
+from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.types import Metrics, Params, PRNGKey
+from mjxmbrl.types import ConfigError, Metrics, Params, PRNGKey
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """Settings every planner shares: horizon, discount, reward, proposal, value, and where learned parts come from."""
+
+    choices: ClassVar[Dict[str, Tuple[str, ...]]] = {
+        "reward": ("known", "model"),
+        "proposal": ("gaussian", "policy", "proprio", "mixture"),
+        "value": ("none", "soft", "q"),
+    }
+
+    horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
+    discount: float = 0.99
+    reward: str = "known"  # known: the task's reward_fn on predicted observations | model: the model's own reward
+    proposal: str = "gaussian"  # gaussian | policy | proprio | mixture (policy with prob w, else gaussian)
+    proposal_sigma: float = 0.5  # std of the fixed Gaussian proposal
+    mixture_start: float = 0.0  # mixture weight of the policy at the start of training ...
+    mixture_end: float = 1.0  # ... and at the end (Byravan Sec. 5.4 anneals towards the policy)
+    # Terminal value V(s_H), averaged over value_samples policy actions a ~ pi(s_H): none | soft (the learner's
+    # soft value min_i Q_i(s, a) - alpha log pi(a|s)) | q (mean_i Q_i(s, a), no entropy term: Byravan App. F.2).
+    # Default none: a planner must run without a learner (oracle MPC, `mjxmbrl plan`), and F.2 finds bootstrapping
+    # task-dependent (it helps on walking, hurts on GTTP). value_samples = 10 as in F.2.
+    value: str = "none"
+    value_samples: int = 10
+    source_run: Optional[str] = None  # run directory whose checkpoint supplies policy, value and learned model
+    # Acting in training (Byravan Alg. 1): per env and step, the planner's action with probability p_plan, else
+    # the learned policy's (an agent without a policy always plans).
+    p_plan: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class NoPlannerConfig:
+    """No planner: the agent acts with its policy."""
+
+    name: str = "none"
+
+
+def check_planner_common(cfg) -> None:
+    """Rejects settings no planner can work with, before anything runs (each planner's check calls it)."""
+    from mjxmbrl.envs.registry import ENV_SPECS
+
+    p = cfg.planner
+    if p.horizon < 1:
+        raise ConfigError(f"planner.horizon must be >= 1, got {p.horizon}")
+    if not 0.0 < p.discount <= 1.0:
+        raise ConfigError(f"planner.discount must be in (0, 1], got {p.discount}")
+    for key in ("num_particles", "num_samples", "num_candidates", "iterations", "value_samples"):
+        value = getattr(p, key, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"planner.{key} must be >= 1, got {value}")
+    for key in ("temperature", "learning_rate", "noise_sigma", "sigma_init", "proposal_sigma"):
+        value = getattr(p, key, None)
+        if value is not None and value <= 0:
+            raise ConfigError(f"planner.{key} must be > 0, got {value}")
+    if not 0.0 <= p.p_plan <= 1.0:
+        raise ConfigError(f"planner.p_plan must be in [0, 1], got {p.p_plan}")
+    if cfg.model.name == "none":
+        raise ConfigError("a planner needs a model: set model.name (oracle, or a learned model)")
+    spec = ENV_SPECS.get(cfg.env.name)
+    if p.reward == "known":
+        if spec is not None and spec.reward_fn is None and cfg.model.name != "oracle":
+            raise ConfigError(
+                f"planner.reward=known, but env '{cfg.env.name}' has no known reward function; use planner.reward=model"
+            )
+    elif cfg.model.name in ("mlp", "ensemble") and not cfg.model.learn_reward:
+        raise ConfigError("planner.reward=model needs a reward model: set model.learn_reward=true (or planner.reward=known)")
 
 
 class PlanParams(NamedTuple):
@@ -42,9 +111,12 @@ class PlanParams(NamedTuple):
 
 class Planner(NamedTuple):
     """init(key) -> planner_state;
-    plan(key, planner_state, obs [D], sim_state, plan_params) -> (action [A], planner_state, metrics).
+    plan(key, planner_state, obs [D], belief, plan_params, progress=0.0) -> (action [A], planner_state, metrics).
 
-    `sim_state` is the env's State of this env (used by the oracle model only).
+    `belief` is the model's own state of this env kept by the acting agent: the
+    filtered latent of a latent model, the simulator State for the oracle; None
+    starts from `obs` (models/base.py). `progress` in [0, 1] is the fraction of
+    training done (annealed proposals).
     """
 
     init: Callable[[PRNGKey], Any]
@@ -52,7 +124,7 @@ class Planner(NamedTuple):
 
 
 class RolloutCore(NamedTuple):
-    initial_particles: Callable[..., Any]  # (plan_params, obs, key, P, sim_state) -> z [P]
+    initial_particles: Callable[..., Any]  # (plan_params, obs, key, P, belief) -> z [P]
     observe: Callable[..., jax.Array]  # (plan_params, z [P]) -> obs [P, D]
     step: Callable[..., Any]  # (plan_params, z [P], a [P, A], key) -> (z', r [P], alive [P])
     value: Callable[..., jax.Array]  # (plan_params, z [P], key) -> [P]
@@ -81,8 +153,8 @@ def make_rollout_core(
     def observe(pp: PlanParams, z):
         return jax.vmap(lambda zi: model.observation(pp.model, zi))(z)
 
-    def initial_particles(pp: PlanParams, obs, key, num_particles: int, sim_state=None):
-        return model.initial_particles(pp.model, obs, key, num_particles, sim_state)
+    def initial_particles(pp: PlanParams, obs, key, num_particles: int, belief=None):
+        return model.initial_particles(pp.model, obs, key, num_particles, belief)
 
     def step(pp: PlanParams, z, actions, key):
         keys = jax.random.split(key, actions.shape[0])
@@ -122,6 +194,15 @@ def make_rollout_core(
         return ret + scale * alive * value(pp, z, step_keys[-1])
 
     return RolloutCore(initial_particles, observe, step, value, score, discount)
+
+
+def shift_plan(plan: jax.Array, fill: Optional[jax.Array] = None) -> jax.Array:
+    """Warm start: the plan [H, A] advanced one step, [a_1, ..., a_{H-1}, fill].
+
+    fill [A] is the new last action; None repeats a_{H-1}.
+    """
+    last = plan[-1:] if fill is None else fill[None]
+    return jnp.concatenate([plan[1:], last], axis=0)
 
 
 def clip_actions(actions: jax.Array) -> jax.Array:

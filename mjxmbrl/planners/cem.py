@@ -14,10 +14,44 @@ The first action of mu is returned.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.planners.base import Planner, RolloutCore, clip_actions
+from mjxmbrl.planners.base import (
+    Planner,
+    PlannerConfig,
+    RolloutCore,
+    check_planner_common,
+    clip_actions,
+    shift_plan,
+)
+from mjxmbrl.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class CEMConfig(PlannerConfig):
+    """Cross-entropy method (Byravan et al. 2022, Alg. 3)."""
+
+    name: str = "cem"
+    num_samples: int = 250
+    iterations: int = 4
+    elite_fraction: float = 0.15
+    sigma_init: float = 0.5
+    alpha_mean: float = 0.9
+    alpha_std: float = 0.5
+    warm_start: bool = True  # start from the previous plan shifted by one step (first call: the proposal)
+
+
+def check_cem(cfg) -> None:
+    check_planner_common(cfg)
+    p = cfg.planner
+    if int(round(p.elite_fraction * p.num_samples)) < 1:
+        raise ConfigError(f"planner.elite_fraction ({p.elite_fraction}) x num_samples ({p.num_samples}) leaves zero elites")
+    for key in ("alpha_mean", "alpha_std", "elite_fraction"):
+        if not 0.0 < getattr(p, key) <= 1.0:
+            raise ConfigError(f"planner.{key} must be in (0, 1], got {getattr(p, key)}")
 
 
 def elite_update(mu, sigma, samples, returns, num_elites: int, alpha_mean: float, alpha_std: float):
@@ -29,10 +63,10 @@ def elite_update(mu, sigma, samples, returns, num_elites: int, alpha_mean: float
     return mu_new, sigma_new
 
 
-def proposal_rollout(core: RolloutCore, proposal, pp, obs, sim_state, key, horizon: int, progress):
+def proposal_rollout(core: RolloutCore, proposal, pp, obs, belief, key, horizon: int, progress):
     """Open-loop actions [H, A] of one proposal rollout through the model (Alg. 3, line 2)."""
     k_init, k_roll = jax.random.split(key)
-    z = core.initial_particles(pp, obs, k_init, 1, sim_state)
+    z = core.initial_particles(pp, obs, k_init, 1, belief)
 
     def body(z, k):
         k_prop, k_step = jax.random.split(k)
@@ -52,16 +86,16 @@ def make_cem(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
         del key
         return {"mean": jnp.zeros((horizon, action_size)), "has_plan": jnp.zeros((), bool)}
 
-    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+    def plan(key, planner_state, obs, belief, pp, progress=0.0):
         k_prop, k_init, k_iters = jax.random.split(key, 3)
-        from_proposal = proposal_rollout(core, proposal, pp, obs, sim_state, k_prop, horizon, progress)
+        from_proposal = proposal_rollout(core, proposal, pp, obs, belief, k_prop, horizon, progress)
         if cfg.warm_start:
-            shifted = jnp.concatenate([planner_state["mean"][1:], from_proposal[-1:]], axis=0)
+            shifted = shift_plan(planner_state["mean"], from_proposal[-1])
             mu = jnp.where(planner_state["has_plan"], shifted, from_proposal)
         else:
             mu = from_proposal
         sigma = jnp.full((horizon, action_size), cfg.sigma_init)
-        z0 = core.initial_particles(pp, obs, k_init, num, sim_state)
+        z0 = core.initial_particles(pp, obs, k_init, num, belief)
 
         def iteration(carry, k):
             mu, sigma = carry

@@ -13,12 +13,35 @@ written in JAX, so this plans by gradient through the real simulator).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar, Dict, Tuple
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from mjxmbrl.planners.base import Planner, RolloutCore, clip_actions
+from mjxmbrl.planners.base import (
+    Planner,
+    PlannerConfig,
+    RolloutCore,
+    clip_actions,
+    shift_plan,
+)
 from mjxmbrl.planners.cem import proposal_rollout
+
+
+@dataclasses.dataclass(frozen=True)
+class GradConfig(PlannerConfig):
+    """Gradient-based MPC (gradient-based planning with world models, Alg. 1)."""
+
+    choices: ClassVar[Dict[str, Tuple[str, ...]]] = {**PlannerConfig.choices, "init": ("normal", "policy")}
+
+    name: str = "grad"
+    num_candidates: int = 16
+    iterations: int = 10
+    learning_rate: float = 0.05
+    init: str = "normal"  # normal: N(0, 1) candidates (Grad-MPC) | policy: proposal rollouts (Policy+Grad-MPC)
+    warm_start: bool = True
 
 
 def gradient_ascent(objective, actions, optimizer, iterations: int):
@@ -52,17 +75,17 @@ def make_grad(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
         del key
         return {"best": jnp.zeros((horizon, action_size)), "has_plan": jnp.zeros((), bool)}
 
-    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+    def plan(key, planner_state, obs, belief, pp, progress=0.0):
         k_cand, k_init, k_score = jax.random.split(key, 3)
         if cfg.init == "policy":
             keys = jax.random.split(k_cand, num)
-            candidates = jax.vmap(lambda k: proposal_rollout(core, proposal, pp, obs, sim_state, k, horizon, progress))(keys)
+            candidates = jax.vmap(lambda k: proposal_rollout(core, proposal, pp, obs, belief, k, horizon, progress))(keys)
         else:
             candidates = clip_actions(jax.random.normal(k_cand, (num, horizon, action_size)))
         if cfg.warm_start:
-            shifted = jnp.concatenate([planner_state["best"][1:], planner_state["best"][-1:]], axis=0)
+            shifted = shift_plan(planner_state["best"])
             candidates = candidates.at[0].set(jnp.where(planner_state["has_plan"], shifted, candidates[0]))
-        z0 = core.initial_particles(pp, obs, k_init, num, sim_state)
+        z0 = core.initial_particles(pp, obs, k_init, num, belief)
 
         def objective(actions):
             return core.score(pp, z0, actions, k_score)  # one key: the same noise at every iteration

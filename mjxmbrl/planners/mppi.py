@@ -13,10 +13,29 @@ for `iterations` rounds; the first action of mu is executed.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.planners.base import Planner, RolloutCore, clip_actions
+from mjxmbrl.planners.base import (
+    Planner,
+    PlannerConfig,
+    RolloutCore,
+    clip_actions,
+    shift_plan,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MPPIConfig(PlannerConfig):
+    """MPPI as in POLO (Lowrey et al. 2019, App. A: 120 rollouts, sigma 0.2, temperature 1.25, H = 64)."""
+
+    name: str = "mppi"
+    num_samples: int = 120
+    noise_sigma: float = 0.2
+    temperature: float = 1.25
+    iterations: int = 1
 
 
 def mppi_weights(returns: jax.Array, temperature: float) -> jax.Array:
@@ -32,11 +51,11 @@ def make_mppi(cfg, core: RolloutCore, action_size: int) -> Planner:
         del key
         return {"mean": jnp.zeros((horizon, action_size))}
 
-    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+    def plan(key, planner_state, obs, belief, pp, progress=0.0):
         del progress
         k_init, k_iters = jax.random.split(key)
         mean = planner_state["mean"]
-        z0 = core.initial_particles(pp, obs, k_init, num, sim_state)
+        z0 = core.initial_particles(pp, obs, k_init, num, belief)
 
         def iteration(mean, k):
             k_noise, k_score = jax.random.split(k)
@@ -48,8 +67,7 @@ def make_mppi(cfg, core: RolloutCore, action_size: int) -> Planner:
             return jnp.einsum("n,nha->ha", weights, samples), (jnp.max(returns), effective(weights))
 
         mean, (best, ess) = jax.lax.scan(iteration, mean, jax.random.split(k_iters, cfg.iterations))
-        shifted = jnp.concatenate([mean[1:], mean[-1:]], axis=0)
-        return mean[0], {"mean": shifted}, {"planner/return_max": best[-1], "planner/ess": ess[-1]}
+        return mean[0], {"mean": shift_plan(mean)}, {"planner/return_max": best[-1], "planner/ess": ess[-1]}
 
     return Planner(init=init, plan=plan)
 

@@ -18,10 +18,35 @@ reaching the target (docs/planners.md).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.planners.base import Planner, RolloutCore
+from mjxmbrl.planners.base import (
+    Planner,
+    PlannerConfig,
+    RolloutCore,
+    check_planner_common,
+    shift_plan,
+)
+from mjxmbrl.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class SMCConfig(PlannerConfig):
+    """Sequential Monte Carlo (Byravan et al. 2022, Alg. 2): S = 250, H = 10, tau = 0.01 in the paper."""
+
+    name: str = "smc"
+    num_particles: int = 250
+    temperature: float = 0.01
+    warm_start: bool = False  # our addition: centre the Gaussian proposal on the previous plan (planners/smc.py)
+
+
+def check_smc(cfg) -> None:
+    check_planner_common(cfg)
+    if cfg.planner.warm_start and cfg.planner.proposal != "gaussian":
+        raise ConfigError("planner.warm_start for SMC centres the Gaussian proposal on the previous plan: it needs planner.proposal=gaussian")
 
 
 def resampling_weights(advantages: jax.Array, temperature: float) -> jax.Array:
@@ -54,11 +79,11 @@ def make_smc(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
         del key
         return {"plan": jnp.zeros((horizon, action_size))}
 
-    def plan(key, planner_state, obs, sim_state, pp, progress=0.0):
+    def plan(key, planner_state, obs, belief, pp, progress=0.0):
         k_init, k_steps, k_pick = jax.random.split(key, 3)
-        z = core.initial_particles(pp, obs, k_init, num, sim_state)
+        z = core.initial_particles(pp, obs, k_init, num, belief)
         previous = planner_state["plan"]
-        mean_plan = jnp.concatenate([previous[1:], previous[-1:]], axis=0) if warm else jnp.zeros_like(previous)
+        mean_plan = shift_plan(previous) if warm else jnp.zeros_like(previous)
 
         def body(carry, inputs):
             z, history, value_now, alive = carry

@@ -8,9 +8,9 @@ full the oldest row is overwritten. Rows `(ptr - size) % rows, ...,
 (ptr - 1) % rows` hold the stored steps from oldest to newest, so within one
 env consecutive rows (modulo `rows`) are consecutive env steps.
 
-Memory. The buffer holds `rows * num_envs * (2 * obs_size + action_size + 4)`
-float32 numbers (obs, next_obs, action, reward, terminated, truncated,
-planned), i.e. four times that many bytes. With the default capacity of 1M
+Memory. The buffer holds `rows * num_envs * (2 * obs_size + action_size + 4 + E)`
+float32 numbers (obs, next_obs, action, reward, terminated, truncated, valid,
+and the E numbers of the agent's extras), i.e. four times that many bytes. With the default capacity of 1M
 transitions and, say, obs_size=67 and action_size=21 that is 1e6 * 159 * 4 B = 636 MB of
 device memory; size `replay.capacity` accordingly.
 
@@ -21,7 +21,7 @@ and jittable; `batch_size` and `seq_len` are static Python ints.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,7 @@ class ReplayState:
 
     data: Transition with fields [rows, num_envs, ...] (float32):
         obs/next_obs [rows, num_envs, obs_size], action [rows, num_envs, action_size],
-        reward/terminated/truncated/planned [rows, num_envs].
+        reward/terminated/truncated/valid [rows, num_envs], extras {name: [rows, num_envs, ...]}.
     ptr: int32 scalar, the next row to write, in [0, rows).
     size: int32 scalar, rows filled so far, in [0, rows].
     """
@@ -72,11 +72,15 @@ class Replay(NamedTuple):
     sequence_starts: Callable[[PRNGKey, ReplayState, int, int], Tuple[jax.Array, jax.Array]]
 
 
-def init_replay(rows: int, num_envs: int, obs_size: int, action_size: int) -> ReplayState:
-    """An empty buffer: all-zero float32 arrays [rows, num_envs, ...], ptr = size = 0."""
+def init_replay(rows: int, num_envs: int, obs_size: int, action_size: int, extras_spec: Optional[Dict[str, Any]] = None) -> ReplayState:
+    """An empty buffer: all-zero arrays [rows, num_envs, ...], ptr = size = 0.
 
-    def zeros(*shape):
-        return jnp.zeros((rows, num_envs, *shape), jnp.float32)
+    extras_spec: {name: jax.ShapeDtypeStruct of one env's value} of the extras the
+    acting agent stores with every transition (Transition.extras); None or {} for none.
+    """
+
+    def zeros(*shape, dtype=jnp.float32):
+        return jnp.zeros((rows, num_envs, *shape), dtype)
 
     data = Transition(
         obs=zeros(obs_size),
@@ -85,7 +89,8 @@ def init_replay(rows: int, num_envs: int, obs_size: int, action_size: int) -> Re
         next_obs=zeros(obs_size),
         terminated=zeros(),
         truncated=zeros(),
-        planned=zeros(),
+        valid=zeros(),
+        extras={name: zeros(*spec.shape, dtype=spec.dtype) for name, spec in (extras_spec or {}).items()},
     )
     return ReplayState(data=data, ptr=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
 
@@ -99,12 +104,18 @@ def insert(state: ReplayState, transition: Transition) -> ReplayState:
     time and a mismatch raises ValueError naming the field.
     """
     rows = state.rows
-    if transition.planned is None:
-        transition = transition._replace(planned=jnp.zeros_like(state.data.planned[0]))
-    for name, buf, x in zip(Transition._fields, state.data, transition):
+    if transition.valid is None:
+        transition = transition._replace(valid=jnp.ones_like(state.data.valid[0]))
+    if transition.extras is None:
+        transition = transition._replace(extras={})
+    if set(transition.extras) != set(state.data.extras):
+        raise ValueError(
+            f"replay insert: transition.extras has keys {sorted(transition.extras)}, the buffer stores {sorted(state.data.extras)}"
+        )
+    for (path, buf), x in zip(jax.tree_util.tree_flatten_with_path(state.data)[0], jax.tree.leaves(Transition(*transition))):
         if tuple(jnp.shape(x)) != tuple(buf.shape[1:]):
             raise ValueError(
-                f"replay insert: transition.{name} has shape {tuple(jnp.shape(x))}, "
+                f"replay insert: transition{jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(x))}, "
                 f"expected {tuple(buf.shape[1:])} (num_envs leading)"
             )
     data = jax.tree.map(
@@ -189,14 +200,16 @@ def gather_sequences(
 
     starts, envs: [B] int. Returns (Transition [B, seq_len, ...], mask [B, seq_len]
     float32): `sequence_mask` of done = max(terminated, truncated), also zero
-    for window steps t >= size (which hold no stored data yet).
+    for window steps t >= size (which hold no stored data yet) and for invalid
+    transitions (`valid` = 0: a non-finite next observation) and every step after them.
     """
     t = jnp.arange(seq_len, dtype=jnp.int32)
     row_idx = (starts[:, None] + t[None, :]) % state.rows  # [B, T]
     env_idx = jnp.broadcast_to(envs[:, None], row_idx.shape)  # [B, T]
     batch = jax.tree.map(lambda buf: buf[row_idx, env_idx], state.data)
-    done = jnp.maximum(batch.terminated, batch.truncated)
-    mask = sequence_mask(done) * (t[None, :] < state.size).astype(jnp.float32)
+    # An invalid step (NaN physics) ends the usable part of its window: it and every later step get 0.
+    done = jnp.maximum(jnp.maximum(batch.terminated, batch.truncated), 1.0 - batch.valid)
+    mask = sequence_mask(done) * (t[None, :] < state.size).astype(jnp.float32) * batch.valid
     return batch, mask
 
 
@@ -214,12 +227,12 @@ def sample_sequences(
     return gather_sequences(state, starts, envs, seq_len)
 
 
-def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int) -> Replay:
+def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int, extras_spec: Optional[Dict[str, Any]] = None) -> Replay:
     """Binds the buffer functions to their sizes.
 
     capacity: transitions over all envs; `rows = capacity // num_envs` steps of
     each env are kept (the remainder is dropped). Device memory is
-    `rows * num_envs * (2 * obs_size + action_size + 4)` float32 numbers.
+    `rows * num_envs * (2 * obs_size + action_size + 4 + E)` float32 numbers (E: the extras).
     """
     if num_envs < 1 or obs_size < 1 or action_size < 1:
         raise ValueError(
@@ -232,7 +245,7 @@ def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int) -
         raise ValueError(f"replay: capacity={capacity} exceeds the int32 index range (2**31 transitions)")
 
     return Replay(
-        init=lambda: init_replay(rows, num_envs, obs_size, action_size),
+        init=lambda: init_replay(rows, num_envs, obs_size, action_size, extras_spec),
         insert=insert,
         sample=sample,
         sample_sequences=sample_sequences,

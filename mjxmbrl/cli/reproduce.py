@@ -1,7 +1,7 @@
 """`mjxmbrl reproduce NAME`: run every cell of a paper experiment, then compare with the paper.
 
 Each (cell, seed) is one run directory `<out>/runs/<cell id>-s<seed>` trained
-with `runner.train` in this process; with `vmap_seeds` (CLI `--vmap-seeds`)
+with `run.loop.train` in this process; with `vmap_seeds` (CLI `--vmap-seeds`)
 each cell is one run `<cell id>-s0-<S-1>` training its S seeds in one
 vmapped program (`train.num_seeds=S`, seed values 0..S-1, the same
 parameters as the seeds trained alone). A run whose summary.json says it finished
@@ -35,8 +35,18 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from mjxmbrl.experiments import BUDGET_NAMES, Budget, Cell, Experiment, ExperimentError, Published, get_experiment
-from mjxmbrl.plotting import plot_panels, seed_series, t_quantile_975
+from mjxmbrl.cli.plotting import plot_panels, seed_series
+from mjxmbrl.experiments import (
+    BUDGET_NAMES,
+    Budget,
+    Cell,
+    Experiment,
+    ExperimentError,
+    Published,
+    get_experiment,
+)
+from mjxmbrl.run.disk import atomic_write
+from mjxmbrl.run.logging import t_interval_half_width
 
 METRIC = "eval/return"
 RESULTS_MD = "results.md"
@@ -211,7 +221,7 @@ def _train_one(cfg: Any, run_dir: Path, resume: bool) -> Dict[str, Any]:
     """Trains (or resumes) one run; {"status": "done" | "diverged", "error": ...}. Runs in a worker process too."""
     import jax
 
-    from mjxmbrl.runner import TrainingDiverged, train
+    from mjxmbrl.run.loop import TrainingDiverged, train
 
     try:
         if resume:
@@ -321,8 +331,7 @@ class CellResult:
     @property
     def ci95(self) -> Optional[float]:
         """Half-width of the Student-t 95% interval of the mean over seeds; None with fewer than two seeds."""
-        std = self.std
-        return None if std is None else t_quantile_975(self.n - 1) * std / math.sqrt(self.n)
+        return t_interval_half_width(list(self.per_seed.values()))
 
     @property
     def delta(self) -> Optional[float]:
@@ -422,7 +431,7 @@ def results_markdown(
         f"# Reproduction: {experiment.name} (budget `{budget.name}`)",
         "",
         f"{experiment.description}.",
-        f"Paper: `{experiment.paper}`, {experiment.table}.",
+        f"Paper: {experiment.paper}, {experiment.table}.",
         "",
         f"- budget: `{budget.name}`: {budget.total_env_steps} env steps (action repeat counted), eval every "
         f"{budget.eval_every} env steps over {budget.eval_episodes} episodes, {seeds} seed(s) per cell"
@@ -496,12 +505,6 @@ def results_json(results: Sequence[CellResult]) -> List[Dict[str, Any]]:
     ]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(
     experiment: Experiment,
     budget: Budget,
@@ -535,8 +538,8 @@ def write_results(
         left_out=[str(d) for d in sorted(diverged)], not_finished=[str(d) for d in sorted(not_finished)],
     )
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / RESULTS_MD, text)
-    _atomic_write(out / RESULTS_JSON, json.dumps({"experiment": experiment.name, "budget": budget.name, "cells": results_json(results)}, indent=2) + "\n")
+    atomic_write(out / RESULTS_MD, text.encode())
+    atomic_write(out / RESULTS_JSON, (json.dumps({"experiment": experiment.name, "budget": budget.name, "cells": results_json(results)}, indent=2) + "\n").encode())
     panels, refs = [], []
     for task in experiment.tasks:
         cells = [c for c in experiment.cells if c.task == task]
@@ -588,7 +591,7 @@ def reproduce(
     records = execute(planned, log=log, jobs=jobs)
     wall = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "runs.json", json.dumps(records, indent=2) + "\n")
+    atomic_write(out / "runs.json", (json.dumps(records, indent=2) + "\n").encode())
     diverged = [Path(r["run_dir"]) for r in records if r["status"] == "diverged"]
     write_results(
         experiment, b, planned, out, seeds=n_seeds, command=command, wall_s=wall, diverged=diverged, machine_at_start=at_start

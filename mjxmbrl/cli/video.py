@@ -26,7 +26,7 @@ import copy
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -112,20 +112,20 @@ def _sim_fields(data: Any):
     return qpos, qvel, mocap_pos, mocap_quat
 
 
-def make_video_rollout(env_cfg: Any, learner: Any, num_episodes: int, env: Any = None) -> Callable:
-    """Builds `rollout(key, policy_params, obs_stats) -> SimTrajectory` (device arrays), jitted.
+def make_video_rollout(env: Any, actor: Tuple[Callable, Callable]) -> Callable:
+    """Builds `rollout(key, params) -> SimTrajectory` (device arrays), jitted.
 
-    `evaluate.make_evaluator(env_cfg, learner, num_episodes)`'s episodes (the same
-    reset keys, deterministic actions, no auto-reset, T = ceil(episode_length /
-    action_repeat) agent steps; the wrapper freezes an env once it is done),
-    recording the simulator state and `done` after every step.
+    The episodes of the one episode runner (mjxmbrl/rollout.py) for the actor
+    `(act, init_carry)` on `env` (M envs, no auto-reset; the wrapper freezes an
+    env once it is done): the same reset keys and actions as evaluation,
+    recording the simulator state and `done` after every agent step.
     """
-    from mjxmbrl.evaluate import make_evaluator
+    from mjxmbrl.rollout import make_episode_runner
 
-    evaluate = make_evaluator(env_cfg, learner, num_episodes, env=env, record=lambda state: (*_sim_fields(state.data), state.done))
+    run = make_episode_runner(env, *actor, record=lambda state: (*_sim_fields(state.data), state.done))
 
-    def rollout(key, policy_params, obs_stats) -> SimTrajectory:
-        result = evaluate(key, policy_params, obs_stats)  # already jitted
+    def rollout(key, params) -> SimTrajectory:
+        result = run(key, params)  # already jitted
         return SimTrajectory(*result.trace, result.returns)
 
     return rollout
@@ -262,11 +262,11 @@ def log_video_to_wandb(run_dir: Path, log_cfg: Any, video: Path, env_steps: int)
     """
     if log_cfg.wandb == "disabled":
         return False
-    from mjxmbrl.logging import WandbLogger
+    from mjxmbrl.run.logging import WandbLogger
 
     resume_id = None
     try:
-        from mjxmbrl.checkpoint import Checkpointer
+        from mjxmbrl.run.checkpoints import Checkpointer
 
         ckpt_dir = Path(run_dir) / "checkpoints"
         if ckpt_dir.is_dir():
@@ -310,11 +310,11 @@ def log_video_to_wandb(run_dir: Path, log_cfg: Any, video: Path, env_steps: int)
 
 
 class EvalVideo:
-    """Evaluation that films its episodes: a drop-in for `evaluate.make_evaluator`'s function.
+    """Evaluation that films its episodes: a drop-in for an episode runner's `run(key, params)`.
 
-    `evaluate(key, policy_params, obs_stats)` runs the same jitted episodes as
-    `make_evaluator(env_cfg, learner, episodes)` (same reset keys,
-    deterministic actions, no auto-reset) and returns a SimTrajectory, whose
+    `evaluate(key, params)` runs the same jitted episodes as
+    `rollout.make_episode_runner(env, *actor)` (same reset keys and actions,
+    no auto-reset) and returns a SimTrajectory, whose
     `returns` [episodes] are the evaluation's; the first call's trajectory is
     kept for the video. `write(env_steps)` renders its first `video_episodes`
     episodes to RUN_DIR/videos/eval-<env_steps>.mp4, logs it to W&B when the
@@ -322,8 +322,8 @@ class EvalVideo:
     "video_frames", "video_fps", "video_size"}.
 
     Usage:
-      rec = EvalVideo(run_dir, cfg, learner, episodes=10, video_episodes=2)
-      returns = rec.evaluate(jax.random.PRNGKey(0), params, obs_stats).returns
+      rec = EvalVideo(run_dir, cfg, policy_actor(agent.policy, False), episodes=10, video_episodes=2)
+      returns = rec.evaluate(jax.random.PRNGKey(0), (params, obs_stats)).returns
       info = rec.write(env_steps)
     """
 
@@ -331,7 +331,7 @@ class EvalVideo:
         self,
         run_dir: Path,
         cfg: Any,
-        learner: Any,
+        actor: Tuple[Callable, Callable],
         episodes: int = 10,
         video_episodes: int = 1,
         width: int = DEFAULT_WIDTH,
@@ -353,13 +353,13 @@ class EvalVideo:
         env = VectorEnv(base_env, episodes, base_env.spec.episode_length, cfg.env.action_repeat, auto_reset=False)
         self.mj_model = mj_model_of(env)
         self.fps = 1.0 / (env.dt * env.action_repeat)
-        self._rollout = make_video_rollout(cfg.env, learner, episodes, env=env)
+        self._rollout = make_video_rollout(env, actor)
         self.trajectory: Optional[SimTrajectory] = None
 
-    def evaluate(self, key: Any, policy_params: Any, obs_stats: Any) -> SimTrajectory:
+    def evaluate(self, key: Any, params: Any) -> SimTrajectory:
         import jax
 
-        out = jax.device_get(self._rollout(key, policy_params, obs_stats))
+        out = jax.device_get(self._rollout(key, params))
         traj = SimTrajectory(*(np.asarray(x) for x in out))
         if self.trajectory is None:
             self.trajectory = traj

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjxmbrl.config import MODEL_CONFIGS, ConfigError, EnvConfig, read_yaml
+from mjxmbrl.config import ConfigError, EnvConfig, read_yaml
 from mjxmbrl.envs import init_stats, make_vector_env, normalize
 from mjxmbrl.models import make_model
 from mjxmbrl.models.base import open_loop
@@ -78,13 +78,16 @@ def collect_episodes(env_cfg: EnvConfig, num_episodes: int, act_fn, key) -> tupl
     return run(reset_key, act_key)
 
 
-def _policy_act_fn(run_dir: Path, env_cfg: EnvConfig, agent_cfg: Any, total_env_steps: int):
-    from mjxmbrl.checkpoint import load_seed_policy
-    from mjxmbrl.learners import make_learner
+def _policy_act_fn(run_dir: Path, run_cfg):
+    from mjxmbrl.agents import build_agent
+    from mjxmbrl.replay import make_replay
+    from mjxmbrl.run.checkpoints import load_seed_policy
 
+    env_cfg = run_cfg.env
     spec_env = make_vector_env(env_cfg.name, 1, impl=env_cfg.impl)
-    learner = make_learner(agent_cfg, spec_env.observation_size, spec_env.action_size, total_env_steps)
-    if not (run_dir / "policy").exists():
+    sampler = make_replay(2 * env_cfg.num_envs, env_cfg.num_envs, spec_env.observation_size, spec_env.action_size)
+    agent = build_agent(run_cfg, sampler)
+    if agent.policy is None or not (run_dir / "policy").exists():
         raise MjxmbrlError(f"{run_dir} has no exported policy (policy/); finish or resume the run first")
     # A multi-seed run's export holds every seed's policy: its first seed collects the data.
     params, extra, _ = load_seed_policy(run_dir / "policy", like_extra={"obs_stats": init_stats(spec_env.observation_size)}, seed_index=0)
@@ -92,7 +95,7 @@ def _policy_act_fn(run_dir: Path, env_cfg: EnvConfig, agent_cfg: Any, total_env_
 
     def act(obs, key):
         obs = normalize(stats, obs) if env_cfg.normalize_obs else obs
-        return learner.policy(params, obs, key, False)
+        return agent.policy(params, obs, key, False)
 
     return act
 
@@ -197,8 +200,9 @@ def model_settings(path: Optional[Path]) -> Dict[str, Any]:
 
 def build_model_config(name: str, overrides: Dict[str, Any]):
     from mjxmbrl.config import _build_section
+    from mjxmbrl.models import MODELS
 
-    return _build_section("model", MODEL_CONFIGS[name], {"name": name, **overrides})
+    return _build_section("model", MODELS.get(name).config, {"name": name, **overrides})
 
 
 def train_and_predict(name: str, cfg, env_cfg: EnvConfig, train: tuple, windows: tuple, updates: int, key) -> tuple:
@@ -244,8 +248,7 @@ def run_model_eval(
     out_dir: Path,
     *,
     run_dir: Optional[Path] = None,
-    agent_cfg: Any = None,
-    total_env_steps: int = 0,
+    run_cfg: Any = None,
     models: Sequence[str] = LEARNED,
     settings: EvalSettings = EvalSettings(),
     model_overrides: Optional[Dict[str, Any]] = None,
@@ -258,9 +261,9 @@ def run_model_eval(
     updates = {n: int(model_overrides.get(n, {}).get("updates", settings.updates)) for n in models}
     cfgs = {n: build_model_config(n, {k: v for k, v in model_overrides.get(n, {}).items() if k != "updates"}) for n in models}
     if "mlp" in cfgs:
-        from mjxmbrl.models.groups import OBS_GROUPS
+        from mjxmbrl.envs.registry import get_spec
 
-        if env_cfg.name not in OBS_GROUPS:
+        if not get_spec(env_cfg.name).obs_groups:
             raise MjxmbrlError(f"model 'mlp' needs observation groups; env '{env_cfg.name}' declares none")
     if settings.transitions <= 0 or not 0.0 <= settings.policy_fraction <= 1.0:
         raise MjxmbrlError(f"model-eval needs transitions > 0 and a policy fraction in [0, 1], got {settings.transitions}, {settings.policy_fraction}")
@@ -274,7 +277,7 @@ def run_model_eval(
     policy_episodes = round(episodes * settings.policy_fraction)
     sources = []
     if policy_episodes > 0:
-        sources.append((policy_episodes, _policy_act_fn(run_dir, env_cfg, agent_cfg, total_env_steps)))
+        sources.append((policy_episodes, _policy_act_fn(run_dir, run_cfg)))
     if episodes - policy_episodes > 0:
         sources.append((episodes - policy_episodes, _random_act_fn(probe.action_size)))
 

@@ -16,7 +16,7 @@ restricted to what runs without W&B's server:
 The same file drives an online sweep (`wandb sweep FILE` + `wandb agent ID`):
 the agent runs `command` with `${args}` expanded to `--agent.actor_lr=0.001 ...`,
 which `mjxmbrl train` accepts. Locally, `run_sweep` trains each trial through
-`mjxmbrl.runner.train` in `<log.runs_dir>/<sweep name>/trial-NNN-<values>`, as an
+`mjxmbrl.run.loop.train` in `<log.runs_dir>/<sweep name>/trial-NNN-<values>`, as an
 offline W&B run grouped by the sweep name, and writes `sweep_summary.md` and
 `sweep_summary.csv` ranking the trials by the final value of the metric (the mean
 over seeds when a trial trains several seeds with `train.num_seeds`).
@@ -41,6 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
+from mjxmbrl.registry import did_you_mean
 from mjxmbrl.types import MjxmbrlError
 
 
@@ -82,11 +83,6 @@ DISTRIBUTIONS: Dict[str, Tuple[Tuple[str, ...], Dict[str, Any]]] = {
 UNSUPPORTED_DISTRIBUTIONS = ("inv_log_uniform", "inv_log_uniform_values", "beta", "q_beta")
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 SPEC_KEYS = ("value", "values", "probabilities", "distribution", "min", "max", "q", "mu", "sigma")
-
-
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(options)})"
 
 
 def _is_number(x: Any) -> bool:
@@ -175,7 +171,7 @@ def _parse_param(key: Any, spec: Any, where: str) -> Param:
         raise SweepError(f"{where}: parameter '{key}' needs a mapping with value, values, or min and max; got {spec!r}")
     unknown = [k for k in spec if k not in SPEC_KEYS]
     if unknown:
-        raise SweepError(f"{where}: parameter '{key}' has unknown key '{unknown[0]}'" + _suggest(unknown[0], SPEC_KEYS))
+        raise SweepError(f"{where}: parameter '{key}' has unknown key '{unknown[0]}'" + did_you_mean(unknown[0], SPEC_KEYS))
     dist = spec.get("distribution")
     if dist is None:
         if "value" in spec and "values" in spec:
@@ -191,7 +187,7 @@ def _parse_param(key: Any, spec: Any, where: str) -> Param:
     if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
         if dist in UNSUPPORTED_DISTRIBUTIONS:
             raise SweepError(f"{where}: parameter '{key}': distribution '{dist}' is not supported locally (supported: {', '.join(DISTRIBUTIONS)})")
-        raise SweepError(f"{where}: parameter '{key}': unknown distribution '{dist}'" + _suggest(dist, list(DISTRIBUTIONS)))
+        raise SweepError(f"{where}: parameter '{key}': unknown distribution '{dist}'" + did_you_mean(dist, list(DISTRIBUTIONS)))
     required, optional = DISTRIBUTIONS[dist]
     missing = [k for k in required if k not in spec]
     if missing:
@@ -277,7 +273,7 @@ def parse_sweep(raw: Any, source: str = "sweep") -> Sweep:
         raise SweepError(f"{where}: a sweep file must be a mapping (method, parameters, ...), got {type(raw).__name__}")
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise SweepError(f"{where}: unknown sweep key '{key}'" + _suggest(key, TOP_LEVEL_KEYS))
+            raise SweepError(f"{where}: unknown sweep key '{key}'" + did_you_mean(key, TOP_LEVEL_KEYS))
     method = raw.get("method")
     if method is None:
         raise SweepError(f"{where}: method is missing; use method: grid or method: random")
@@ -306,7 +302,7 @@ def parse_sweep(raw: Any, source: str = "sweep") -> Sweep:
             raise SweepError(f"{where}: metric must be a mapping with a name, e.g. {{name: eval/return, goal: maximize}}")
         for key in m:
             if key not in METRIC_KEYS:
-                raise SweepError(f"{where}: unknown metric key '{key}'" + _suggest(key, METRIC_KEYS))
+                raise SweepError(f"{where}: unknown metric key '{key}'" + did_you_mean(key, METRIC_KEYS))
         goal = m.get("goal", "minimize")  # W&B's default
         if goal not in GOALS:
             raise SweepError(f"{where}: metric goal '{goal}' is not one of maximize, minimize")
@@ -412,7 +408,13 @@ def plan_sweep(sweep: Sweep, config_path: Optional[str] = None, overrides: Seque
     the defaults; then the command's overrides, then `overrides`, then the trial's
     values; the sweep sets log.runs_dir (its own folder), log.run_name and log.wandb_group.
     """
-    from mjxmbrl.config import ConfigError, apply_overrides, config_from_dict, parse_override, read_yaml
+    from mjxmbrl.config import (
+        ConfigError,
+        apply_overrides,
+        config_from_dict,
+        parse_override,
+        read_yaml,
+    )
     from mjxmbrl.envs.registry import get_spec
 
     swept = {p.key for p in sweep.params}
@@ -473,7 +475,7 @@ def trial_metric(run_dir: Path, metric: str) -> Tuple[Optional[float], int]:
     Rows of a run that trains several seeds carry a `seed` field; then only such rows count.
     None when no row has the metric; NaN when a seed's final value is not a finite number.
     """
-    from mjxmbrl.logging import read_metrics
+    from mjxmbrl.run.logging import read_metrics
 
     rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if metric in r]
     if any("seed" in r for r in rows):
@@ -529,14 +531,14 @@ def write_summary(plan: SweepPlan) -> str:
 
 
 def run_sweep(plan: SweepPlan, train_fn: Optional[Callable[[Any], Path]] = None, echo: Callable[[str], None] = print) -> List[Trial]:
-    """Trains every trial in turn (`train_fn`, default `mjxmbrl.runner.train`); returns them ranked.
+    """Trains every trial in turn (`train_fn`, default `mjxmbrl.run.loop.train`); returns them ranked.
 
     A trial that diverges is recorded and the sweep goes on; any other error, or
     Ctrl-C, stops the sweep after writing the summary of the trials that finished.
     """
     if train_fn is None:
-        from mjxmbrl.runner import train as train_fn
-    from mjxmbrl.runner import TrainingDiverged
+        from mjxmbrl.run.loop import train as train_fn
+    from mjxmbrl.run.loop import TrainingDiverged
 
     s = plan.sweep
     for t in plan.trials:
@@ -557,7 +559,7 @@ def run_sweep(plan: SweepPlan, train_fn: Optional[Callable[[Any], Path]] = None,
         if t.status == "ok" and t.metric is None:
             t.status = "no metric"
             if t.index == 0:
-                from mjxmbrl.logging import read_metrics
+                from mjxmbrl.run.logging import read_metrics
 
                 seen = sorted({k for r in read_metrics(t.run_dir / "metrics.jsonl") for k in r})
                 write_summary(plan)

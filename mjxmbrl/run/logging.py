@@ -4,6 +4,8 @@
 with `env_steps`, flushed as it is written. W&B is best effort: the first error
 from wandb prints one warning and turns W&B off; training never stops for it.
 `Progress` shows a tqdm bar on a terminal and rate-limited plain lines otherwise.
+Rows of several seeds are averaged for W&B and the progress line
+(`mean_over_seeds`); `t_interval_half_width` gives their Student-t interval.
 
 Nothing here imports jax or wandb at module level (wandb only when enabled).
 """
@@ -16,10 +18,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from mjxmbrl.run.disk import disk_full_as_error
 from mjxmbrl.types import MjxmbrlError
 
 METRICS_FILE = "metrics.jsonl"
@@ -87,9 +90,11 @@ def _untag(value: Any) -> Any:
 
 
 class MetricsWriter:
-    """Appends rows to a JSON-lines file, one flushed line per row.
+    """Appends rows to a JSON-lines file, one line per row, written through to the OS.
 
     Usage: `w = MetricsWriter(run_dir / "metrics.jsonl"); w.write({"env_steps": 1000, "train/loss": 0.3})`.
+    A row that does not fit on the disk is cut off again (a half line would
+    merge with the next row) and raises `DiskFull`; the rows before it stay.
     """
 
     def __init__(self, path: str | Path):
@@ -103,12 +108,19 @@ class MetricsWriter:
         for key, value in row.items():
             if key != "env_steps":
                 clean[str(key)] = to_python(value, str(key))
-        line = json.dumps(clean, allow_nan=False)
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(line + "\n")
-        self._file.flush()
+        data = (json.dumps(clean, allow_nan=False) + "\n").encode("utf-8")
+        with disk_full_as_error(self.path):
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "ab", buffering=0)
+            start = self._file.seek(0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):  # an unbuffered write may take part of the line
+                    written += self._file.write(data[written:])
+            except BaseException:
+                self._file.truncate(start)
+                raise
         return clean
 
     log = write
@@ -159,12 +171,15 @@ def rewrite_metrics(path: str | Path, rows: Iterable[Dict[str, Any]]) -> None:
     """Replaces a metrics file with `rows` atomically (e.g. to drop rows past a resumed checkpoint)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with MetricsWriter(tmp) as writer:
-        for row in rows:
-            writer.write(row)
-    if not tmp.exists():
-        tmp.write_text("")
-    os.replace(tmp, path)
+    try:
+        with MetricsWriter(tmp) as writer:
+            for row in rows:
+                writer.write(row)
+        if not tmp.exists():
+            tmp.write_text("")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +411,23 @@ def mean_over_seeds(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             out[key] = sum(float(v) for v in values) / len(values)
     return out
+
+
+def t_interval_half_width(values: Sequence[float], confidence: float = 0.95) -> Optional[float]:
+    """Half-width of the two-sided Student-t confidence interval of the mean over seeds.
+
+    t_{(1 + confidence) / 2, n - 1} * s / sqrt(n), with s the sample std (ddof 1)
+    of the n values; None for fewer than 2 values. [1, 2, 3] -> 4.302653 * 1 / sqrt(3) = 2.484138.
+    """
+    n = len(values)
+    if n < 2:
+        return None
+    from scipy.special import (
+        stdtrit,  # the inverse t CDF; scipy.special loads much faster than scipy.stats
+    )
+
+    std = float(np.std(np.asarray(values, np.float64), ddof=1))
+    return float(stdtrit(n - 1, 0.5 + confidence / 2) * std / math.sqrt(n))
 
 
 class RunLogger:

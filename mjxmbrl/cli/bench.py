@@ -19,10 +19,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjxmbrl.config import Config, EnvConfig, LogConfig, ReplayConfig, SACConfig, TrainConfig
-from mjxmbrl.runner import eval_key
-from mjxmbrl.train import build, init_state, make_train_chunk, timed
+from mjxmbrl.config import Config, EnvConfig, LogConfig, ReplayConfig, TrainConfig
+from mjxmbrl.learners.sac import SACConfig
+from mjxmbrl.run.evaluation import make_seed_evaluator
+from mjxmbrl.train import build, init_state, make_train_chunk
 
+
+def timed(fn, *args):
+    """(fn(*args) with its device work finished, seconds it took)."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start
 
 def bench_config(quick: bool) -> Config:
     if quick:
@@ -45,15 +52,15 @@ def bench_config(quick: bool) -> Config:
 
 
 def _parts(components, steps: int):
-    """Jitted scans of the two halves of a train step, each alone."""
-    env, learner, replay = components.env, components.learner, components.replay
-    cfg = components.cfg
+    """Jitted scans of the two halves of a train step, each alone: acting + env steps, and the agent's learning."""
+    from mjxmbrl.agents import EXPLORE
+
+    env, agent = components.env, components.agent
 
     @jax.jit
     def env_only(key, ts):
-        def step(carry, k):
-            env_state = carry
-            action = learner.policy(learner.policy_params(ts.learner), env_state.obs, k, False)
+        def step(env_state, k):
+            action = agent.act(k, ts.agent, ts.carry, env_state, ts.env_steps, EXPLORE)[0]
             return env.step(env_state, action), None
 
         env_state, _ = jax.lax.scan(step, ts.env_state, jax.random.split(key, steps))
@@ -61,13 +68,10 @@ def _parts(components, steps: int):
 
     @jax.jit
     def updates_only(key, ts):
-        def step(learner_state, k):
-            sample_key, update_key = jax.random.split(k)
-            batch = replay.sample(sample_key, ts.replay, cfg.agent.batch_size)
-            return learner.update(update_key, learner_state, batch, ts.env_steps)
+        def step(agent_state, k):
+            return agent.learn(k, agent_state, ts.replay, ts.env_steps)
 
-        learner_state, metrics = jax.lax.scan(step, ts.learner, jax.random.split(key, steps * cfg.train.updates_per_step))
-        return learner_state, metrics
+        return jax.lax.scan(step, ts.agent, jax.random.split(key, steps))
 
     return env_only, updates_only
 
@@ -83,8 +87,8 @@ def bench_sac(quick: bool = False, out: Optional[str] = None) -> str:
     compile_start = time.perf_counter()
     ts, _ = jax.block_until_ready(chunk(ts))
     compile_s = time.perf_counter() - compile_start
-    evaluate = components.evaluate
-    jax.block_until_ready(evaluate(eval_key(0, 0), components.learner.policy_params(ts.learner), ts.obs_stats))
+    evaluate = make_seed_evaluator(components, cfg)
+    evaluate(0, ts)
 
     n_chunks = cfg.train.total_env_steps // cfg.train.log_every
     eval_every_chunks = max(1, cfg.train.eval_every // cfg.train.log_every)
@@ -95,7 +99,7 @@ def bench_sac(quick: bool = False, out: Optional[str] = None) -> str:
         train_s += dt
         chunk_times.append(dt)
         if (i + 1) % eval_every_chunks == 0:
-            _, dt = timed(evaluate, eval_key(0, i), components.learner.policy_params(ts.learner), ts.obs_stats)
+            _, dt = timed(evaluate, i, ts)
             eval_s += dt
     env_steps = n_chunks * cfg.train.log_every
 
@@ -147,9 +151,8 @@ def bench_models(quick: bool = False, out: Optional[str] = None, env_name: str =
     One rollout = initial_particles + scan over 10 steps of the vmapped model
     step and observation; timed after compilation, best of 5.
     """
-    from mjxmbrl.config import MODEL_CONFIGS
-    from mjxmbrl.models import make_model
-    from mjxmbrl.models.base import update_model_stats, init_model_stats
+    from mjxmbrl.models import MODELS, make_model
+    from mjxmbrl.models.base import init_model_stats, update_model_stats
     from mjxmbrl.types import Transition
 
     particles, horizon = (16, 3) if quick else (256, 10)
@@ -162,7 +165,7 @@ def bench_models(quick: bool = False, out: Optional[str] = None, env_name: str =
     names = ["mlp", "gru", "ensemble", "rssm"] + ([] if quick else ["oracle"])
     rows = []
     for name in names:
-        cfg = MODEL_CONFIGS[name]()
+        cfg = MODELS.get(name).config()
         if quick and name != "oracle":
             import dataclasses
 
@@ -170,6 +173,7 @@ def bench_models(quick: bool = False, out: Optional[str] = None, env_name: str =
                      "ensemble": {"hidden_sizes": (16,)}, "rssm": {"belief_size": 16, "state_size": 4, "hidden_size": 16, "embedding_size": 16}}[name]
             cfg = dataclasses.replace(cfg, **small)
         model = make_model(cfg, env_cfg, probe.observation_size, act_size)
+        belief = sim_state if model.uses_sim_state else None  # a restart from obs for the learned models
         params = model.init(jax.random.PRNGKey(1))
         if "stats" in params:  # realistic normalisation: stats of a few random transitions
             fake = Transition(obs[None], jnp.zeros((1, act_size)), jnp.zeros(1), obs[None] + 0.01, jnp.zeros(1), jnp.zeros(1))
@@ -178,7 +182,7 @@ def bench_models(quick: bool = False, out: Optional[str] = None, env_name: str =
         @jax.jit
         def rollout(params, key, actions):
             k0, k1 = jax.random.split(key)
-            z = model.initial_particles(params, obs, k0, particles, sim_state)
+            z = model.initial_particles(params, obs, k0, particles, belief)
 
             def body(z, inputs):
                 a, k = inputs
@@ -218,11 +222,16 @@ def bench_planners(quick: bool = False, out: Optional[str] = None, env_name: str
     """
     import dataclasses
 
-    from mjxmbrl.config import CEMConfig, GradConfig, MLPModelConfig, MPPIConfig, OracleModelConfig, SMCConfig
     from mjxmbrl.envs import make_vector_env
     from mjxmbrl.models import make_model
     from mjxmbrl.models.base import init_model_stats, update_model_stats
+    from mjxmbrl.models.mlp import MLPModelConfig
+    from mjxmbrl.models.oracle import OracleModelConfig
     from mjxmbrl.planners import PlanParams, make_planner
+    from mjxmbrl.planners.cem import CEMConfig
+    from mjxmbrl.planners.grad import GradConfig
+    from mjxmbrl.planners.mppi import MPPIConfig
+    from mjxmbrl.planners.smc import SMCConfig
     from mjxmbrl.types import Transition
 
     particles, horizon = (8, 3) if quick else (256, 10)
@@ -241,6 +250,7 @@ def bench_planners(quick: bool = False, out: Optional[str] = None, env_name: str
     rows = []
     for model_name, model_cfg in models.items():
         model = make_model(model_cfg, env_cfg, probe.observation_size, act)
+        belief = sim_state if model.uses_sim_state else None
         params = model.init(jax.random.PRNGKey(1))
         if "stats" in params:
             fake = Transition(obs[None], jnp.zeros((1, act)), jnp.zeros(1), obs[None] + 0.01, jnp.zeros(1), jnp.zeros(1))
@@ -249,10 +259,10 @@ def bench_planners(quick: bool = False, out: Optional[str] = None, env_name: str
         for planner_name, (pcfg, iterations) in planners.items():
             n = pcfg.num_candidates if planner_name == "grad" else particles
             planner, core, _ = make_planner(pcfg, model, env_cfg, probe.observation_size, act)
-            plan = jax.jit(lambda key, state: planner.plan(key, state, obs, sim_state, pp))
+            plan = jax.jit(lambda key, state: planner.plan(key, state, obs, belief, pp))
 
             def rollout_returns(actions, key, n=n):
-                z = core.initial_particles(pp, obs, key, n, sim_state)
+                z = core.initial_particles(pp, obs, key, n, belief)
 
                 def body(z, a):
                     z = jax.vmap(lambda zi, ai: model.step(pp.model, zi, ai, key))(z, a)
@@ -336,7 +346,6 @@ def bench_svg(quick: bool = False, out: Optional[str] = None) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ] + [f"| {n} | {c:.1f} | {t:.2f} | {r:,.0f} | {a:,.1f} | {sac_rate / r:.2f} |" for n, c, t, r, a in rows] + [""]
     return _write("\n".join(lines), {"bench": "svg", "markdown": "\n".join(lines), "rows": [dict(zip(("agent", "compile_s", "chunk_s", "env_steps_per_s", "agent_steps_per_s"), r)) for r in rows]}, out)
-
 
 
 def _machine() -> str:
@@ -462,7 +471,8 @@ def bench_memory(quick: bool = False, out: Optional[str] = None) -> str:
     statistics): XLA's compiled memory analysis, arguments + outputs + temporaries of the chunk.
     """
     from mjxmbrl.config import load_config
-    from mjxmbrl.train import chunk_plan, init_run_state
+    from mjxmbrl.run.chunks import chunk_plan
+    from mjxmbrl.train import init_run_state
 
     paths = ["configs/debug.yaml"] if quick else [
         "configs/debug.yaml", "configs/sac/cartpole_swingup.yaml", "configs/sac/walker_walk.yaml",

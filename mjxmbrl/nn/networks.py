@@ -1,4 +1,4 @@
-"""Flax linen networks shared by the learners: MLP, tanh-Gaussian actor head, critic ensemble."""
+"""Flax linen networks shared by models and learners: MLP, tanh-Gaussian actor, critic and value ensembles."""
 
 from typing import Callable, Sequence, Tuple
 
@@ -89,3 +89,41 @@ class CriticEnsemble(nn.Module):
             axis_size=self.num_critics,
         )
         return ensemble(self.hidden_sizes, self.activation, self.layer_norm, name="members")(obs, action)
+
+
+class Value(nn.Module):
+    """V(s): obs [..., D] -> [...]."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden_sizes, 1, self.activation, self.layer_norm)(obs)[..., 0]
+
+
+class ValueEnsemble(nn.Module):
+    """`num_values` independent state values V_k(s): obs [..., D] -> [num_values, ...].
+
+    Stacked with `nn.vmap` like CriticEnsemble (parameters on a leading axis, init RNG split
+    per member); the K value functions of POLO (Lowrey et al. 2019, "Plan Online, Learn
+    Offline", arXiv:1811.01848, Sec. 2.4).
+    """
+
+    num_values: int = 2
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            Value,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_values,
+        )
+        return ensemble(self.hidden_sizes, self.activation, self.layer_norm, name="members")(obs)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
+import shutil
 import sys
 import zlib
 from pathlib import Path
@@ -36,6 +36,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import jax
 import numpy as np
 
+from mjxmbrl.run.disk import (
+    DiskFull,
+    atomic_write_all,
+    disk_full_as_error,
+    free_space,
+    is_disk_full,
+)
 from mjxmbrl.types import MjxmbrlError
 
 FORMAT = "mjxmbrl-checkpoint-v1"
@@ -156,25 +163,25 @@ def _like_leaf(like: Any, value: np.ndarray, key_impl: Optional[str]) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_orbax():
-    """Keeps Orbax's absl warnings (e.g. about a half-written step) off the console;
-    our own CheckpointError carries the message."""
+def _quiet_orbax(level: int = logging.ERROR):
+    """Keeps Orbax's absl messages below `level` (e.g. warnings about a half-written
+    step) off the console; our own CheckpointError carries the message."""
     logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    previous = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(previous)
 
 
 _hook_installed = False
 
 
 def _silence_closed_loop_callbacks() -> None:
-    """After a failed Orbax read, tensorstore may complete a callback on Orbax's
-    already-closed event loop; Python then prints a stray 'Event loop is closed'
-    traceback. Drop exactly that one, pass everything else on."""
+    """After a failed Orbax read or write, tensorstore may complete callbacks on
+    Orbax's already-closed event loop; Python then prints a stray 'Event loop is
+    closed' traceback for each. Drop exactly those, pass everything else on."""
     global _hook_installed
     if _hook_installed:
         return
@@ -309,6 +316,8 @@ class Checkpointer:
         abandoned (and Orbax would otherwise drop the new step as the oldest).
         Re-saving an existing step replaces it, and only that replacement is not
         atomic (the run loop never does it: it saves after each new chunk).
+        A full disk raises `DiskFull` after removing the partial step; the
+        complete steps before it stay.
         """
         import orbax.checkpoint as ocp
 
@@ -320,13 +329,35 @@ class Checkpointer:
         index_doc = {"format": FORMAT, "step": step, "leaves": index}
         items = {"arrays": ocp.args.PyTreeSave(arrays)} if arrays else {}
         items.update(index=ocp.args.JsonSave(index_doc), metadata=ocp.args.JsonSave(metadata))
-        with _quiet_orbax():
-            mgr = self._mgr(create=True)
-            mgr.reload()
-            for old in sorted(s for s in mgr.all_steps() if s >= step):
-                mgr.delete(old)
-            mgr.save(step, args=ocp.args.Composite(**items), force=True)
-            mgr.wait_until_finished()
+        _silence_closed_loop_callbacks()  # a failed write leaves tensorstore callbacks aimed at a closed loop
+        try:
+            # Orbax logs a failed write with a traceback per writer thread; the exception says it once.
+            with _quiet_orbax(logging.CRITICAL):
+                mgr = self._mgr(create=True)
+                mgr.reload()
+                for old in sorted(s for s in mgr.all_steps() if s >= step):
+                    mgr.delete(old)
+                mgr.save(step, args=ocp.args.Composite(**items), force=True)
+                mgr.wait_until_finished()
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            free = free_space(self.directory)
+            self._discard(step)
+            latest = self.latest_step()
+            kept = f"kept step {latest}" if latest is not None else "no complete checkpoint is on disk"
+            raise DiskFull(
+                f"no space left on device writing checkpoint {self.directory / str(step)} ({free} free); "
+                f"removed the partial checkpoint, {kept}"
+            ) from None
+
+    def _discard(self, step: int) -> None:
+        """Removes what a failed save of `step` left: Orbax's temporary directory, or the step itself."""
+        with contextlib.suppress(Exception), _quiet_orbax(logging.CRITICAL):
+            self.close()  # a failed save leaves the manager unusable; the next call builds a new one
+        self._manager = None
+        for leftover in [self.directory / str(step), *self.directory.glob(f"{step}.orbax-checkpoint-tmp*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # -- restore --------------------------------------------------------------
 
@@ -403,19 +434,6 @@ class Checkpointer:
 # policy export
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _to_host_state_dict(tree: Any) -> Any:
     from flax import serialization
 
@@ -458,7 +476,7 @@ def export_policy(path: str | Path, params: Any, extra_arrays: Optional[Dict[str
     `path/policy.msgpack` (flax msgpack) holds `params` (actor parameters),
     `extra_arrays` (name -> array or pytree, e.g. observation statistics) and
     `meta`; `path/meta.json` repeats `meta` for people and tools. Each file is
-    replaced atomically.
+    replaced atomically; a full disk (`DiskFull`) leaves an earlier export as it was.
     """
     from flax import serialization
 
@@ -472,9 +490,12 @@ def export_policy(path: str | Path, params: Any, extra_arrays: Optional[Dict[str
     }
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"cannot export policy: {path} exists and is not a directory")
-    path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / POLICY_FILE, serialization.msgpack_serialize(doc))
-    _atomic_write(path / POLICY_META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    with disk_full_as_error(path, "the policy"):
+        path.mkdir(parents=True, exist_ok=True)
+    atomic_write_all({
+        path / POLICY_FILE: serialization.msgpack_serialize(doc),
+        path / POLICY_META_FILE: (json.dumps(meta, indent=2) + "\n").encode(),
+    })
     return path
 
 
@@ -506,7 +527,6 @@ def load_policy(path: str | Path, like_params: Any = None, like_extra: Optional[
             raise CheckpointError(f"policy {path} has no extra array '{name}' (has: {sorted(extra)})")
         extra[name] = _restore_like(like, extra[name], f"extra['{name}']", path)
     return params, extra, meta
-
 
 
 def load_seed_policy(path: str | Path, like_extra: Optional[Dict[str, Any]] = None, seed_index: Optional[int] = None) -> Tuple[Any, Dict[str, Any], Dict[str, Any]]:

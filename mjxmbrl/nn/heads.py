@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mjxmbrl.learners.networks import MLP
+from mjxmbrl.nn.networks import MLP
 from mjxmbrl.types import Metrics, Transition
 
 

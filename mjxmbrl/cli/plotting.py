@@ -1,150 +1,27 @@
-"""Learning-curve plots from metrics.jsonl (matplotlib, Agg, no pyplot state).
+"""Plots of groups of runs (`mjxmbrl plot`, `mjxmbrl reproduce`), from their metrics.jsonl.
 
-`plot_learning_curve` draws one run: evaluation return mean with a +-std band
-against env steps, plus the training episode return when logged.
-`plot_runs` overlays the evaluation curves of several runs, one curve each.
 `plot_groups` (`mjxmbrl plot`) groups runs by config and draws per group the
 mean over seeds with a 95% CI or std band; `plot_panels` does the same in one
 subplot per task (`mjxmbrl reproduce`). `seed_series` reads one run's curve
 per seed, from separate runs or from the `seed` field of a multi-seed run.
+One run's own learning curve is `mjxmbrl.run.curves.plot_learning_curve`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mjxmbrl.logging import EVAL_RETURN_KEYS, METRICS_FILE, read_metrics
+from mjxmbrl.run.curves import finite, new_figure, save_figure
+from mjxmbrl.run.logging import (
+    EVAL_RETURN_KEYS,
+    METRICS_FILE,
+    read_metrics,
+    t_interval_half_width,
+)
 from mjxmbrl.types import MjxmbrlError
-
-EVAL_STD_KEY = "eval/return_std"
-TRAIN_RETURN_KEY = "train/episode_return"
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _series(rows: List[Dict[str, Any]], key: str) -> Tuple[List[float], List[float]]:
-    xs, ys = [], []
-    for row in rows:
-        if _finite(row.get(key)) and _finite(row.get("env_steps")):
-            xs.append(float(row["env_steps"]))
-            ys.append(float(row[key]))
-    return xs, ys
-
-
-def _eval_key(rows: List[Dict[str, Any]]) -> Optional[str]:
-    for key in EVAL_RETURN_KEYS:
-        if any(key in row for row in rows):
-            return key
-    return None
-
-
-def _eval_curve(rows: List[Dict[str, Any]]):
-    """(steps, mean, std or None) of the evaluation rows, or None when there are none."""
-    key = _eval_key(rows)
-    if key is None:
-        return None
-    steps, means, stds = [], [], []
-    for row in rows:
-        if _finite(row.get(key)) and _finite(row.get("env_steps")):
-            steps.append(float(row["env_steps"]))
-            means.append(float(row[key]))
-            std = row.get(EVAL_STD_KEY)
-            stds.append(float(std) if _finite(std) else math.nan)
-    if not steps:
-        return None
-    has_std = any(math.isfinite(s) for s in stds)
-    return steps, means, (stds if has_std else None)
-
-
-def _new_figure(title: Optional[str]):
-    from matplotlib.figure import Figure  # Agg canvas by default; no global pyplot state
-
-    fig = Figure(figsize=(7, 4.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    if title:
-        ax.set_title(title)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("return")
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
-def _band(ax, steps, means, stds, color, label):
-    ax.plot(steps, means, color=color, marker="o", markersize=3, linewidth=1.8, label=label)
-    if stds is not None:
-        lo = [m - s if math.isfinite(s) else m for m, s in zip(means, stds)]
-        hi = [m + s if math.isfinite(s) else m for m, s in zip(means, stds)]
-        ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
-
-
-def _save(fig, out_png: Path) -> Path:
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, out_png)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out_png
-
-
-def plot_learning_curve(metrics_jsonl_path: str | Path, out_png: str | Path, title: Optional[str] = None) -> Path:
-    """Writes the learning curve of one run to `out_png`; returns its path.
-
-    Eval return (`eval/return` or `eval/return_mean`) with a band of
-    `eval/return_std` when logged, and `train/episode_return` when logged.
-    A file without such rows gives a plot that says so.
-    """
-    rows = read_metrics(metrics_jsonl_path)
-    fig, ax = _new_figure(title)
-    curve = _eval_curve(rows)
-    train_steps, train_returns = _series(rows, TRAIN_RETURN_KEY)
-    if train_steps:
-        ax.plot(train_steps, train_returns, color="tab:gray", linewidth=1.0, alpha=0.8, label="train episode return")
-    if curve is not None:
-        steps, means, stds = curve
-        _band(ax, steps, means, stds, "tab:blue", "eval return" + (" (mean ± std)" if stds is not None else ""))
-    if curve is None:
-        what = "no evaluation rows" if rows else "no metrics rows"
-        ax.text(0.5, 0.5, f"{what} yet", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
-    if curve is not None or train_steps:
-        ax.legend(loc="best", fontsize=8)
-    return _save(fig, out_png)
-
-
-def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, title: Optional[str] = None) -> Path:
-    """Overlays the eval curves (mean ± std band) of several run directories; returns `out_png`.
-
-    Each run is labelled by its directory name; runs without evaluation rows
-    are listed in the legend as such.
-    """
-    run_dirs = [Path(d) for d in run_dirs]
-    if not run_dirs:
-        raise ValueError("plot_runs needs at least one run directory")
-    fig, ax = _new_figure(title or "evaluation return")
-    colors = [f"C{i % 10}" for i in range(len(run_dirs))]
-    plotted = 0
-    for run_dir, color in zip(run_dirs, colors):
-        curve = _eval_curve(read_metrics(run_dir / METRICS_FILE))
-        if curve is None:
-            ax.plot([], [], color=color, linestyle=":", label=f"{run_dir.name} (no eval rows)")
-            continue
-        steps, means, stds = curve
-        _band(ax, steps, means, stds, color, run_dir.name)
-        plotted += 1
-    if plotted == 0:
-        ax.text(0.5, 0.5, "no evaluation rows yet", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
-    ax.legend(loc="best", fontsize=8)
-    return _save(fig, out_png)
-
 
 # ---- seeds and groups of runs (`mjxmbrl plot`, `mjxmbrl reproduce`) ---------------------
 
@@ -182,20 +59,13 @@ def seed_series(run_dir: str | Path, metric: str) -> Dict[int, Tuple[List[float]
     out: Dict[int, Tuple[List[float], List[float]]] = {}
     for row in read_metrics(run_dir / METRICS_FILE):
         value, steps = row.get(metric), row.get("env_steps")
-        if not (_finite(value) and _finite(steps)):
+        if not (finite(value) and finite(steps)):
             continue
         seed = row.get(SEED_KEY, default_seed)
         xs, ys = out.setdefault(int(seed), ([], []))
         xs.append(float(steps))
         ys.append(float(value))
     return out
-
-
-def t_quantile_975(dof: int) -> float:
-    """The 0.975 quantile of Student's t with `dof` degrees of freedom (for a two-sided 95% interval)."""
-    from scipy.special import stdtrit  # the inverse t CDF; scipy.special loads much faster than scipy.stats
-
-    return float(stdtrit(dof, 0.975))
 
 
 def aggregate_seeds(curves: Sequence[Tuple[Sequence[float], Sequence[float]]], band: str = "ci95"):
@@ -221,7 +91,7 @@ def aggregate_seeds(curves: Sequence[Tuple[Sequence[float], Sequence[float]]], b
         half = 0.0
         if n > 1:
             std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-            half = std if band == "std" else t_quantile_975(n - 1) * std / math.sqrt(n)
+            half = std if band == "std" else t_interval_half_width(vals)
         means.append(mean)
         lo.append(mean - half)
         hi.append(mean + half)
@@ -309,7 +179,7 @@ def plot_groups(
     if band not in BANDS:
         raise PlotError(f"unknown band '{band}' (valid: {', '.join(BANDS)})")
     metric = _require_metric(run_dirs, metric)
-    fig, ax = _new_figure(title or metric)
+    fig, ax = new_figure(title or metric)
     ax.set_ylabel(metric)
     for i, (label, dirs) in enumerate(group_runs(run_dirs)):
         curves = _group_curves(dirs, metric)
@@ -319,7 +189,7 @@ def plot_groups(
             continue
         _draw_group(ax, curves, band, color, label)
     ax.legend(loc="best", fontsize=7)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_panels(
@@ -367,4 +237,4 @@ def plot_panels(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

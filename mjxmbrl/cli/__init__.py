@@ -1,5 +1,11 @@
 """Command line: `mjxmbrl train | eval | plan | model-eval | sweep | reproduce | list | plot | bench`.
 
+This module parses the arguments and dispatches; each command's work lives
+next to it: `plan.py` (`mjxmbrl plan`), `evaluate.py` (`eval`, with
+`video.py` for `--video`), `model_eval.py`, `sweep.py`, `reproduce.py`,
+`plotting.py` (`plot`), `bench.py`.
+`train` calls the run loop, `mjxmbrl.run.loop.train`.
+
 Every user error is a `MjxmbrlError`: printed as one `error:` line, exit code 1
 (130 for an interrupted run whose checkpoint was saved). Heavy imports (jax,
 MJX) happen inside the commands so `--help` and bad input answer fast.
@@ -32,7 +38,7 @@ def _cmd_train(args) -> int:
         cfg = None
     else:
         cfg = load_config(config_path, overrides)
-    from mjxmbrl.runner import train
+    from mjxmbrl.run.loop import train
 
     run_dir = train(cfg, resume_dir=args.resume, stop_after=args.stop_after)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -44,7 +50,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from mjxmbrl.policy_eval import evaluate_run
+    from mjxmbrl.cli.evaluate import evaluate_run
 
     result = evaluate_run(
         Path(args.run_dir), episodes=args.episodes, seed=args.seed,
@@ -62,7 +68,7 @@ def _cmd_plan(args) -> int:
     if config_path is not None and "=" in config_path:
         config_path, overrides = None, [config_path] + overrides
     cfg = load_config(config_path, overrides)
-    from mjxmbrl.plan_run import run_plan
+    from mjxmbrl.cli.plan import run_plan
 
     out_dir, summary = run_plan(cfg, args.episodes, Path(args.out) if args.out else None)
     print(
@@ -74,18 +80,23 @@ def _cmd_plan(args) -> int:
 
 
 def _cmd_model_eval(args) -> int:
+    from mjxmbrl.cli.model_eval import (
+        LEARNED,
+        EvalSettings,
+        model_settings,
+        run_model_eval,
+    )
     from mjxmbrl.config import EnvConfig
-    from mjxmbrl.model_eval import LEARNED, EvalSettings, model_settings, run_model_eval
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.run_dir is not None:
         if args.env is not None:
             raise MjxmbrlError("give either a run directory or --env, not both")
-        from mjxmbrl.runner import load_run_config
+        from mjxmbrl.run.loop import load_run_config
 
         run_dir = Path(args.run_dir)
         cfg = load_run_config(run_dir)
-        env_cfg, agent_cfg, total = cfg.env, cfg.agent, cfg.train.total_env_steps
+        env_cfg, run_cfg = cfg.env, cfg
         out = Path(args.out) if args.out else run_dir / "model_eval"
         policy_fraction = 0.5 if args.policy_fraction is None else args.policy_fraction
     else:
@@ -96,7 +107,7 @@ def _cmd_model_eval(args) -> int:
         from mjxmbrl.envs.registry import get_spec
 
         get_spec(args.env)
-        run_dir, agent_cfg, total, policy_fraction = None, None, 0, 0.0
+        run_dir, run_cfg, policy_fraction = None, None, 0.0
         env_cfg = EnvConfig(name=args.env, action_repeat=args.action_repeat)
         out = Path(args.out) if args.out else Path("runs") / f"model_eval-{args.env}"
     for value, flag in ((args.updates, "--updates"), (args.transitions, "--transitions"), (args.stride, "--stride")):
@@ -113,7 +124,7 @@ def _cmd_model_eval(args) -> int:
     )
     overrides = model_settings(Path(args.settings) if args.settings else None)
     result = run_model_eval(
-        env_cfg, out, run_dir=run_dir, agent_cfg=agent_cfg, total_env_steps=total,
+        env_cfg, out, run_dir=run_dir, run_cfg=run_cfg,
         models=models or list(LEARNED), settings=settings, model_overrides=overrides,
     )
     print((out / "model_eval.md").read_text())
@@ -139,16 +150,16 @@ def _cmd_list(args) -> int:
                 f"{s.name:<24} {s.family:<10} {s.obs_size:>5} {s.action_size:>4} {s.ctrl_dt:>8.4g} {s.episode_length:>7} {str(s.has_termination):>10}"
             )
     else:
-        from mjxmbrl.config import AGENT_CONFIGS, MODEL_CONFIGS, PLANNER_CONFIGS
+        from mjxmbrl.config import registries
 
-        table = {"agents": AGENT_CONFIGS, "models": MODEL_CONFIGS, "planners": PLANNER_CONFIGS}[args.what]
-        for name, cls in table.items():
-            print(f"{name:<10} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        registry = registries()[args.what[:-1]]  # agents -> agent
+        for entry in registry:
+            print(f"{entry.name:<10} {entry.summary}")
     return 0
 
 
 def _cmd_plot(args) -> int:
-    from mjxmbrl.plotting import plot_groups
+    from mjxmbrl.cli.plotting import plot_groups
 
     for d in args.run_dirs:
         if not (Path(d) / "metrics.jsonl").is_file():
@@ -159,12 +170,12 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from mjxmbrl.reproduce import check_request, default_out_dir
+    from mjxmbrl.cli.reproduce import check_request, default_out_dir
 
     cells = [c for c in args.cells.split(",") if c] if args.cells else None
     _, _, seeds = check_request(args.name, args.budget, args.seeds, args.jobs, cells, args.order)  # bad input fails before anything runs
     out = Path(args.out) if args.out else default_out_dir(args.name, args.budget)
-    from mjxmbrl.reproduce import RESULTS_MD, reproduce
+    from mjxmbrl.cli.reproduce import RESULTS_MD, reproduce
 
     command = f"mjxmbrl reproduce {args.name} --budget {args.budget}" + (f" --seeds {args.seeds}" if args.seeds else "")
     command += f" --out {args.out}" if args.out else ""
@@ -182,7 +193,7 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from mjxmbrl import bench as benches
+    from mjxmbrl.cli import bench as benches
 
     bench = getattr(benches, f"bench_{args.what}")
     report = bench(quick=args.quick, out=args.out)
@@ -191,7 +202,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from mjxmbrl.sweep import describe, load_sweep, plan_sweep, run_sweep
+    from mjxmbrl.cli.sweep import describe, load_sweep, plan_sweep, run_sweep
 
     plan = plan_sweep(load_sweep(args.sweep_file), args.config, list(args.overrides), seed=args.seed)
     print(describe(plan), flush=True)
@@ -294,7 +305,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _dashed_overrides(parser: argparse.ArgumentParser, args, extra: List[str]) -> None:
     """W&B agents call `mjxmbrl train CONFIG --agent.actor_lr=0.001 ...`: such arguments become overrides."""
-    from mjxmbrl.sweep import as_override
+    from mjxmbrl.cli.sweep import as_override
 
     taken = [as_override(a) for a in extra] if args.command in ("train", "sweep") else [None] * len(extra)
     unknown = [a for a, o in zip(extra, taken) if o is None]
@@ -321,6 +332,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("error: aborted by a second Ctrl-C; the last complete checkpoint is kept", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ S = 1 the state has no seed axis, exactly as a single run always had, so old
 run directories and every consumer of one seed's state keep working.
 
 Devices. `train.devices` builds a 1-D mesh with axis `ENV_AXIS` over D
-devices. The env state, the per-env planner states, the running episode
+devices. The env state, the agent's per-env carry (planner warm starts, filtered latents), the running episode
 returns and the replay buffer's env axis are sharded over it; learner and
 model parameters, optimiser states, observation statistics, the PRNG key and
 the counters are replicated. GSPMD partitions the one jitted program: each
@@ -30,13 +30,13 @@ between the global sharded arrays and host numpy for checkpoints.
 
 from __future__ import annotations
 
-import math
 import os
-from typing import Any, List, Optional
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mjxmbrl.config import ConfigError
 
@@ -44,11 +44,6 @@ ENV_AXIS = "envs"
 
 
 # ---- seeds -----------------------------------------------------------------------
-
-
-def seed_values(train_cfg) -> List[int]:
-    """The seeds of a run: train.seed, train.seed + 1, ..., train.seed + num_seeds - 1."""
-    return [int(train_cfg.seed) + i for i in range(int(train_cfg.num_seeds))]
 
 
 def is_stacked(cfg) -> bool:
@@ -64,17 +59,6 @@ def seed_slice(tree: Any, index: int) -> Any:
 def scalar(x: Any) -> int:
     """A per-run counter as a Python int: the counter itself, or seed 0's when stacked (all seeds agree)."""
     return int(np.asarray(x).reshape(-1)[0])
-
-
-def t_interval_half_width(values: List[float], confidence: float = 0.95) -> Optional[float]:
-    """Half-width of the two-sided Student-t confidence interval of the mean; None for fewer than 2 values."""
-    n = len(values)
-    if n < 2:
-        return None
-    from scipy import stats
-
-    std = float(np.std(np.asarray(values, np.float64), ddof=1))
-    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
 
 
 # ---- processes and meshes --------------------------------------------------------
@@ -160,7 +144,7 @@ def state_shardings(state_shape: Any, mesh: Mesh, num_envs: int, stacked: bool) 
     """A TrainState-shaped tree of NamedShardings: env axes over the mesh, the rest replicated.
 
     `state_shape` is a TrainState (arrays or `jax.eval_shape` structs). The env
-    axis is axis 0 of env_state / planner / episode_return leaves and axis 1 of
+    axis is axis 0 of env_state / carry / episode_return leaves and axis 1 of
     the replay rows [rows, num_envs, ...]; a seed axis in front shifts both by one.
     A leaf whose axis is not num_envs long (none today) stays replicated.
     """
@@ -179,7 +163,7 @@ def state_shardings(state_shape: Any, mesh: Mesh, num_envs: int, stacked: bool) 
     everything = jax.tree.map(lambda _: rep, state_shape)
     return everything.replace(
         env_state=jax.tree.map(along(offset), state_shape.env_state),
-        planner=jax.tree.map(along(offset), state_shape.planner),
+        carry=jax.tree.map(along(offset), state_shape.carry),
         episode_return=jax.tree.map(along(offset), state_shape.episode_return),
         replay=everything.replay.replace(data=jax.tree.map(along(offset + 1), state_shape.replay.data)),
     )
@@ -215,26 +199,3 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
-
-
-def shard_batches(replay, mesh: Mesh):
-    """The replay functions with every sampled batch laid out along its batch axis over the mesh.
-
-    Without it GSPMD gathers the sampled rows from the env-sharded buffer and
-    replicates the batch, so every device repeats the whole learner update.
-    With it each device runs the forward and backward pass of its share of the
-    batch and XLA all-reduces the gradients (the losses are means over the
-    global batch). What is sampled and computed is unchanged: only the layout.
-    """
-    batch_sharding = NamedSharding(mesh, P(ENV_AXIS))
-
-    def constrain(tree):
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), tree)
-
-    def sample(key, state, batch_size):
-        return constrain(replay.sample(key, state, batch_size))
-
-    def sample_sequences(key, state, batch_size, seq_len):
-        return constrain(replay.sample_sequences(key, state, batch_size, seq_len))
-
-    return replay._replace(sample=sample, sample_sequences=sample_sequences)

@@ -1,0 +1,119 @@
+"""The Agent interface the one jitted train step drives without knowing the method.
+
+An agent is assembled from parts (a learner's losses and optimisers, a world
+model and its trainer, a planner with its proposal and value) and exposes:
+
+    state              = agent.init(root_key)
+    carry              = agent.init_carry(key, num_envs)      # per-env acting state, leaves [N, ...]
+    action, carry, extras, metrics
+                       = agent.act(key, state, carry, env_state, env_steps, mode)
+    state              = agent.observe(state, transition)     # the newest transition [N], before learning
+    state, metrics     = agent.learn(key, state, replay_state, env_steps)
+
+`act` sees the batched env State [N] (observations, and the simulator state a
+planner over the true dynamics needs) and returns actions [N, A] in [-1, 1],
+the new carry (filtered latent, planner warm starts), `extras` ({name: [N, ...]},
+stored with the transition in the replay: see `extras_spec`) and scalar
+`planner/...` or `train/...` metrics. `mode` is static: "explore" (training),
+"eval" (the actor: deterministic, with its planner if it has one) or "policy"
+(the amortized policy's mean alone, no planning; Byravan et al. 2022 Fig. 2's
+dotted lines). A new episode is recognised from `env_state.info["steps"] == 0`,
+so carries need no reset call.
+
+Before `train.warmup_env_steps` the train step executes uniformly random
+actions instead of `act`'s (the SAC convention, with its own key so that the
+agent's stream is untouched); an agent knows the warm-up from its config and
+describes those steps in its extras and metrics accordingly (nothing planned).
+
+`learn` draws the batches it needs from the replay (steps, sequences, ...),
+decides itself whether it is ready (warm-up, enough data) and returns
+`learner/...` and `model/...` metrics together with the 0/1 flags
+`train/learning` and `train/model_learning` over which the host averages them,
+and `train/updates` (int32), the gradient updates it took (TrainState.updates).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from mjxmbrl.types import PRNGKey
+
+EXPLORE, EVAL, POLICY = "explore", "eval", "policy"
+ACT_MODES = (EXPLORE, EVAL, POLICY)
+
+# What the host logs for each evaluation mode an agent offers: eval/return for the actor,
+# eval/policy_return for the amortized policy of an agent that also plans.
+EVAL_METRIC_PREFIX = {EVAL: "eval/", POLICY: "eval/policy_"}
+
+
+class Agent(NamedTuple):
+    """Pure functions of one agent, bound to its configs when built (signatures in the module docstring).
+
+    policy_params(state) -> the amortized policy's parameters, exported as the run's
+        policy (None for an agent with no learned policy, e.g. MPC alone);
+    policy(params, obs, key, deterministic) -> action [..., A]: that policy on network
+        inputs (observations normalised with `obs_stats(state)` where the run normalises);
+    obs_stats(state) -> RunningStats exported with the policy (None: none kept).
+    extras_spec: {name: jax.ShapeDtypeStruct of one env's value} the replay stores.
+    eval_modes: the modes evaluated during training; the first is `eval/return`.
+    """
+
+    init: Callable[[PRNGKey], Any]
+    init_carry: Callable[[PRNGKey, int], Any]
+    act: Callable[..., Tuple[jax.Array, Any, Dict[str, jax.Array], Dict[str, jax.Array]]]
+    observe: Callable[[Any, Any], Any]
+    learn: Callable[..., Tuple[Any, Dict[str, jax.Array]]]
+    policy_params: Callable[[Any], Any]
+    policy: Optional[Callable[..., jax.Array]] = None
+    obs_stats: Optional[Callable[[Any], Any]] = None
+    extras_spec: Dict[str, jax.ShapeDtypeStruct] = {}
+    eval_modes: Tuple[str, ...] = (EVAL,)
+
+
+def root_streams(root_key: PRNGKey) -> Tuple[PRNGKey, PRNGKey]:
+    """(learner key, model key) of a run's root key.
+
+    The train step splits the root key three ways (carry key, env key, learner
+    key) and folds 1 into it for the world model, so that adding a model leaves
+    the learner's initialisation unchanged; agents take their two streams here.
+    """
+    return jax.random.split(root_key, 3)[2], jax.random.fold_in(root_key, 1)
+
+
+def new_episode(env_state) -> jax.Array:
+    """[N] bool: the env's episode has just begun (reset or auto-reset), so per-episode carry restarts."""
+    return env_state.info["steps"] == 0
+
+
+def select(cond: jax.Array, x: Any, y: Any) -> Any:
+    """Leafwise `where(cond, x, y)` over batched pytrees; cond [N] broadcasts over trailing axes."""
+
+    def pick(a, b):
+        return jnp.where(jnp.reshape(cond, cond.shape + (1,) * (jnp.ndim(a) - cond.ndim)), a, b)
+
+    return jax.tree.map(pick, x, y)
+
+
+def run_if(ready: jax.Array, update: Callable, *args) -> Tuple[Any, Dict[str, jax.Array]]:
+    """`update(*args) -> (state, metrics)` where `ready`, else (args[1], zero metrics) — one lax.cond.
+
+    args[1] is the state the update replaces (args[0] is its key). The zeros
+    have the metrics' shapes, so the two branches agree and a skipped step
+    logs zeros that the host's flag-weighted average ignores.
+    """
+    shapes = jax.eval_shape(update, *args)[1]
+    return jax.lax.cond(
+        ready,
+        update,
+        lambda *a: (a[1], jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)),
+        *args,
+    )
+
+
+def scan_updates(update: Callable, key: PRNGKey, state: Any, num: int) -> Tuple[Any, Dict[str, jax.Array]]:
+    """`num` updates `update(state, key) -> (state, metrics)` in one lax.scan, metrics averaged over them."""
+    state, metrics = jax.lax.scan(update, state, jax.random.split(key, num))
+    return state, jax.tree.map(jnp.mean, metrics)

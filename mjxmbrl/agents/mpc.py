@@ -1,0 +1,80 @@
+"""MPC alone: a planner acts in every step; only a learned world model (if any) is trained.
+
+With the oracle this is planning on the true simulator (Byravan et al. 2022,
+Table 1 "ground truth"; POLO's MPC baseline, Lowrey et al. 2019); with a
+learned model it is PETS-style MPC from scratch, the model fitted on replay
+sequences in the same jitted step. No policy is learned: the planner's proposal
+is the fixed Gaussian and there is no terminal value (`mjxmbrl plan` with
+`planner.source_run` plans with a trained run's policy and value instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+from flax import struct
+
+from mjxmbrl.agents.base import EVAL, Agent, root_streams
+from mjxmbrl.agents.parts import make_model_learning, make_planning_actor
+from mjxmbrl.planners.base import PlanParams
+from mjxmbrl.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MPCAgentConfig:
+    """MPC with a planner over the oracle or a learned model, no policy learning."""
+
+    name: str = "mpc"
+
+
+@struct.dataclass
+class MPCState:
+    model: object  # ModelState of a learned model, or {} for the oracle
+
+
+def check_mpc(cfg) -> None:
+    if cfg.planner.name == "none":
+        raise ConfigError("agent mpc acts by planning: set planner.name (smc, cem, mppi or grad) and model.name")
+    if cfg.planner.proposal != "gaussian" or cfg.planner.value != "none":
+        raise ConfigError(
+            "agent mpc learns no policy or value: set planner.proposal=gaussian and planner.value=none "
+            "(a trained run's policy and value plan through `mjxmbrl plan` with planner.source_run)"
+        )
+
+
+def make_mpc_agent(cfg, parts) -> Agent:
+    from mjxmbrl.planners import make_planner
+
+    spec, model, trainer = parts.spec, parts.model, parts.model_trainer
+    planner = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size)[0]
+    planning = make_planning_actor(planner, model, spec.obs_size)
+    learn_model = make_model_learning(trainer, cfg.model, parts.replay, cfg.env.num_envs, cfg.train.warmup_env_steps)
+    total = cfg.train.total_env_steps
+
+    def init(root_key):
+        return MPCState(model=trainer.init(root_streams(root_key)[1]) if trainer is not None else {})
+
+    def act(key, state, carry, env_state, env_steps, mode):
+        pp = PlanParams(model=state.model.params if trainer is not None else {})
+        progress = env_steps.astype(jnp.float32) / total
+        action, carry, planner_state, metrics = planning.plan(key, carry, env_state, pp, progress)
+        return action, planning.keep(carry, planner_state, jnp.ones(action.shape[:1], bool)), {}, metrics
+
+    def learn(key, state, replay_state, env_steps):
+        model_state, metrics, ready = learn_model(key, state.model, replay_state, env_steps)
+        return state.replace(model=model_state), {
+            "train/learning": jnp.zeros((), jnp.float32),
+            "train/model_learning": ready.astype(jnp.float32),
+            **metrics,
+        }
+
+    return Agent(
+        init=init,
+        init_carry=planning.init_carry,
+        act=act,
+        observe=lambda state, transition: state,
+        learn=learn,
+        policy_params=lambda state: None,
+        eval_modes=(EVAL,),
+    )
