@@ -55,7 +55,10 @@ class TrainConfig:
     seed: int = 0
     total_env_steps: int = 100_000  # simulator control steps over all envs (action repeat counted)
     warmup_env_steps: int = 5_000  # uniform random actions, no updates, before this many env steps
-    updates_per_step: int = 1  # gradient updates per vectorised env step (one step of all num_envs)
+    updates_per_step: int = 1  # gradient updates per vectorised env step (one step of all num_envs) ...
+    # ... taken on every update_every-th vectorised step: the rate limit of Byravan et al. 2022 App. E is
+    # num_envs * update_every / updates_per_step actor steps per learner update (8 for their walking tasks).
+    update_every: int = 1
     log_every: int = 5_000  # env steps per jitted chunk; metrics are logged once per chunk
     eval_every: int = 10_000  # env steps; rounded up to a whole number of chunks
     eval_episodes: int = 10
@@ -204,6 +207,8 @@ def _check_ranges(cfg: Config) -> None:
         )
     if cfg.train.updates_per_step < 0 or cfg.train.warmup_env_steps < 0:
         raise ConfigError("train.updates_per_step and train.warmup_env_steps must be >= 0")
+    if cfg.train.update_every < 1:
+        raise ConfigError(f"train.update_every must be >= 1, got {cfg.train.update_every}")
     if cfg.env.episode_length is not None and cfg.env.episode_length <= 0:
         raise ConfigError(f"env.episode_length must be positive, got {cfg.env.episode_length}")
     if cfg.replay.capacity < cfg.env.num_envs * 2:

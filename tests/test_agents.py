@@ -122,7 +122,7 @@ def _core_and_proposal(cfg, parts):
     from mjxmbrl.planners import make_proposal, make_rollout_core
 
     core = make_rollout_core(parts.model, cfg.planner.discount, parts.spec.reward_fn, float(cfg.env.action_repeat))
-    return core, make_proposal(cfg.planner, parts.spec.action_size, None, False, cfg.env.name)
+    return core, make_proposal(cfg.planner, parts.spec.action_size, None, False)
 
 
 @pytest.fixture

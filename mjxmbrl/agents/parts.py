@@ -29,14 +29,15 @@ from mjxmbrl.types import PRNGKey
 
 
 def make_model_learning(trainer, model_cfg, replay, num_envs: int, warmup_env_steps: int) -> Callable:
-    """learn_model(key, model_state, replay_state, env_steps) -> (model_state, metrics, ready [] bool).
+    """learn_model(key, model_state, replay_state, env_steps, due=None) -> (model_state, metrics, ready [] bool).
 
     `trainer` None (no model, or the oracle) or model.updates_per_step 0: nothing
-    is learned and `ready` is False. Metrics are the model's `model/...` losses
+    is learned and `ready` is False. `due` ([] bool, optional) gates the updates
+    further (the agent's rate limit, train.update_every). Metrics are the model's `model/...` losses
     averaged over the K updates (zeros when not ready).
     """
     if trainer is None or model_cfg.updates_per_step == 0:
-        return lambda key, model_state, replay_state, env_steps: (model_state, {}, jnp.zeros((), bool))
+        return lambda key, model_state, replay_state, env_steps, due=None: (model_state, {}, jnp.zeros((), bool))
 
     def fit(key, model_state, replay_state):
         def one_update(model_state, update_key):
@@ -46,9 +47,11 @@ def make_model_learning(trainer, model_cfg, replay, num_envs: int, warmup_env_st
 
         return scan_updates(one_update, key, model_state, model_cfg.updates_per_step)
 
-    def learn_model(key, model_state, replay_state, env_steps):
+    def learn_model(key, model_state, replay_state, env_steps, due=None):
         ready = (env_steps >= warmup_env_steps) & (replay_state.size >= model_cfg.seq_len)
         ready = ready & (replay_state.size * num_envs >= model_cfg.batch_size)
+        if due is not None:
+            ready = ready & due
         model_state, metrics = run_if(ready, fit, key, model_state, replay_state)
         return model_state, metrics, ready
 

@@ -34,6 +34,12 @@ class Learner(NamedTuple):
     q_value(learner_state, obs, key) -> [...] mean over the critic ensemble of Q(s, a), one
         action a ~ pi(s), no entropy term (Byravan et al. 2022 App. F.2's planner value);
         None for a learner without an action-value critic
+    sample(replay, key, replay_state) -> batch: what `update` learns from (None: single steps,
+        `replay.sample(key, replay_state, agent.batch_size)`); MPO samples windows of T steps
+    log_prob(params, obs [N, D], action [N, A]) -> [N]: the behaviour log-probability the agent
+        stores with each executed policy action (Transition.extras["behaviour_log_prob"], for
+        off-policy corrections); None: nothing stored
+    ready_rows: replay rows (steps of every env) the buffer must hold before `update` may run
     """
 
     init: Callable[..., Any]
@@ -42,3 +48,6 @@ class Learner(NamedTuple):
     policy: Callable[..., Any]
     value: Callable[..., Any]
     q_value: Optional[Callable[..., Any]] = None
+    sample: Optional[Callable[..., Any]] = None
+    log_prob: Optional[Callable[..., Any]] = None
+    ready_rows: int = 1

@@ -261,13 +261,15 @@ def make_svg(
     normalize_obs: bool = False,
     has_termination: bool = False,
     return_parts: bool = False,
+    **_context,
 ) -> "Learner | SVGParts":
     """Builds SAC-SVG(H) (see the module docstring; `Learner` in learners/base.py for signatures).
 
     `return_parts=True` returns the `SVGParts` the update is made of instead (for tests and tools).
     `model` is the world model whose dynamics the expansion unrolls (required for H > 0 or
     critic_mve); `normalize_obs`: actor and critic see observations normalised with the run's
-    statistics; `has_termination`: the task can terminate, so the termination map is learned.
+    statistics; `has_termination`: the task can terminate, so the termination map is learned;
+    `_context` (action_repeat) is for learners that need it.
     """
     if cfg.horizon < 0:
         raise MjxmbrlError(f"agent.horizon must be >= 0, got {cfg.horizon}")

@@ -1,4 +1,5 @@
-"""Tanh-squashed diagonal Gaussian policies (Haarnoja et al. 2018, App. C; Amos et al. 2021 Sec. 3.2).
+"""Diagonal Gaussian policies: tanh-squashed (Haarnoja et al. 2018, App. C; Amos et al. 2021 Sec. 3.2)
+and plain (MPO's, Abdolmaleki et al. 2018; `diag_gaussian_log_prob`, `diag_gaussian_kl`).
 
 An action is `u = tanh(x)` with `x ~ N(mean, exp(log_std)^2)` per dimension. By the
 change of variables `log pi(u) = log N(x; mean, std) - sum_d log(1 - tanh(x_d)^2)`.
@@ -66,3 +67,18 @@ def sample_tanh_gaussian(key: PRNGKey, mean: jax.Array, log_std: jax.Array) -> T
 def tanh_gaussian_mode(mean: jax.Array) -> jax.Array:
     """Deterministic action `tanh(mean)`: the pre-tanh mean squashed (the usual evaluation action)."""
     return jnp.tanh(mean)
+
+
+def diag_gaussian_log_prob(mean: jax.Array, std: jax.Array, x: jax.Array) -> jax.Array:
+    """log N(x; mean, diag(std^2)) summed over the last axis: [..., A] -> [...]."""
+    z = (x - mean) / std
+    return jnp.sum(-0.5 * jnp.square(z) - jnp.log(std) - _HALF_LOG_2PI, axis=-1)
+
+
+def diag_gaussian_kl(mean_p: jax.Array, std_p: jax.Array, mean_q: jax.Array, std_q: jax.Array) -> jax.Array:
+    """KL(N(mean_p, std_p^2) || N(mean_q, std_q^2)) of diagonal Gaussians, summed over the last axis.
+
+        KL = sum_d log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2.     [..., A] -> [...]
+    """
+    per_dim = jnp.log(std_q / std_p) + (jnp.square(std_p) + jnp.square(mean_p - mean_q)) / (2.0 * jnp.square(std_q)) - 0.5
+    return jnp.sum(per_dim, axis=-1)

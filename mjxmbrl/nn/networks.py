@@ -1,4 +1,5 @@
-"""Flax linen networks shared by models and learners: MLP, tanh-Gaussian actor, critic and value ensembles."""
+"""Flax linen networks shared by models and learners: MLP, tanh-Gaussian actor, critic and value ensembles,
+and the MPO policy and distributional critic of Byravan et al. 2022 (Fig. 6)."""
 
 from typing import Callable, Sequence, Tuple
 
@@ -127,3 +128,53 @@ class ValueEnsemble(nn.Module):
             axis_size=self.num_values,
         )
         return ensemble(self.hidden_sizes, self.activation, self.layer_norm, name="members")(obs)
+
+
+class LayerNormMLP(nn.Module):
+    """Dense -> LayerNorm -> tanh, then (Dense -> elu) for the other hidden sizes, then a linear output.
+
+    The torso of Byravan et al. 2022 Fig. 6 (dense layers with elu after a layer-normalised first
+    layer squashed by tanh). x [..., D] -> [..., out_size].
+    """
+
+    hidden_sizes: Sequence[int]
+    out_size: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, size in enumerate(self.hidden_sizes):
+            x = nn.Dense(size)(x)
+            x = jnp.tanh(nn.LayerNorm()(x)) if i == 0 else nn.elu(x)
+        return nn.Dense(self.out_size)(x)
+
+
+class TanhMeanGaussianPolicy(nn.Module):
+    """obs [..., D] -> (mean [..., A] in (-1, 1), std [..., A] > min_std): a Gaussian, not tanh-squashed.
+
+    Byravan et al. 2022 Fig. 6a: the mean is scaled by a tanh, the standard deviation is a softplus
+    plus a small floor (1e-4). Samples may leave [-1, 1]; the actor clips what it executes.
+    """
+
+    action_size: int
+    hidden_sizes: Sequence[int] = (256, 256, 256)
+    min_std: float = 1e-4
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> Tuple[jax.Array, jax.Array]:
+        out = LayerNormMLP(self.hidden_sizes, 2 * self.action_size)(obs)
+        raw_mean, raw_std = jnp.split(out, 2, axis=-1)
+        return jnp.tanh(raw_mean), jax.nn.softplus(raw_std) + self.min_std
+
+
+class DistributionalCritic(nn.Module):
+    """Z(s, a): (obs [..., D], action [..., A]) -> logits [..., num_bins] of a histogram over returns.
+
+    Byravan et al. 2022 Fig. 6b (101 bins over a fixed return range; Hoffman et al. 2020).
+    """
+
+    num_bins: int = 101
+    hidden_sizes: Sequence[int] = (256, 256, 256, 256, 256)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return LayerNormMLP(self.hidden_sizes, self.num_bins)(jnp.concatenate([obs, action], axis=-1))

@@ -70,28 +70,35 @@ def make_value_fn(learner, samples: int, normalize_obs: bool, kind: str = "soft"
     return value
 
 
-def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, env_name: str):
+def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, agnostic=None):
+    """The proposal `cfg.proposal` names; `learner` supplies the policy, `agnostic` the task-agnostic
+    proposal (learners/agnostic.py) of an agent that trains one (None where there is none)."""
     from mjxmbrl.planners import proposals
 
-    gaussian = proposals.gaussian_proposal(action_size, cfg.proposal_sigma)
-    if cfg.proposal == "gaussian":
-        return gaussian
-    if learner is None:
-        raise MjxmbrlError(f"planner.proposal={cfg.proposal} needs a trained policy: set planner.source_run to a run directory")
-    if cfg.proposal == "policy":
-        return proposals.policy_proposal(learner, normalize_obs)
-    if cfg.proposal == "proprio":
-        from mjxmbrl.envs.registry import get_spec
+    def single(name):
+        if name == "gaussian":
+            return proposals.gaussian_proposal(action_size, cfg.proposal_sigma)
+        if name == "policy":
+            if learner is None:
+                raise MjxmbrlError("planner.proposal=policy needs a trained policy: set planner.source_run to a run directory")
+            return proposals.policy_proposal(learner, normalize_obs)
+        if name == "agnostic":
+            if agnostic is None:
+                raise MjxmbrlError(
+                    "planner.proposal=agnostic needs a task-agnostic proposal: train one with agent.agnostic_proposal=true "
+                    "(agent mpo)"
+                )
+            return proposals.agnostic_proposal(agnostic, normalize_obs)
+        raise MjxmbrlError(f"unknown proposal '{name}'")
 
-        spec = get_spec(env_name)
-        return proposals.policy_proposal(learner, normalize_obs, proposals.proprio_mask(spec.obs_size, spec.task_groups))
     if cfg.proposal == "mixture":
-        return proposals.mixture_proposal(proposals.policy_proposal(learner, normalize_obs), gaussian, cfg.mixture_start, cfg.mixture_end)
-    raise MjxmbrlError(f"unknown proposal '{cfg.proposal}'")
+        first, second = cfg.mixture_components
+        return proposals.mixture_proposal(single(first), single(second), cfg.mixture_start, cfg.mixture_end)
+    return single(cfg.proposal)
 
 
-def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: Optional[Any] = None):
-    """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model`."""
+def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: Optional[Any] = None, agnostic=None):
+    """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model` (`agnostic`: see make_proposal)."""
     from mjxmbrl.envs.registry import get_spec
 
     entry = PLANNERS.get(cfg.name)
@@ -106,7 +113,7 @@ def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: 
             raise MjxmbrlError(f"planner.value={cfg.value} needs a trained learner: set planner.source_run")
         value_fn = make_value_fn(learner, cfg.value_samples, env_cfg.normalize_obs, cfg.value)
     core = make_rollout_core(model, cfg.discount, reward_fn, float(env_cfg.action_repeat), value_fn)
-    proposal = make_proposal(cfg, action_size, learner, env_cfg.normalize_obs, env_cfg.name)
+    proposal = make_proposal(cfg, action_size, learner, env_cfg.normalize_obs, agnostic)
     return entry.make(cfg, core, proposal, action_size), core, proposal
 
 

@@ -39,17 +39,20 @@ class PlannerConfig:
 
     choices: ClassVar[Dict[str, Tuple[str, ...]]] = {
         "reward": ("known", "model"),
-        "proposal": ("gaussian", "policy", "proprio", "mixture"),
+        "proposal": ("gaussian", "policy", "agnostic", "mixture"),
         "value": ("none", "soft", "q"),
     }
 
     horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
     discount: float = 0.99
     reward: str = "known"  # known: the task's reward_fn on predicted observations | model: the model's own reward
-    proposal: str = "gaussian"  # gaussian | policy | proprio | mixture (policy with prob w, else gaussian)
+    # gaussian | policy (the learned policy) | agnostic (the task-agnostic proposal, Byravan App. E.2) |
+    # mixture (the first of mixture_components with probability w, else the second)
+    proposal: str = "gaussian"
     proposal_sigma: float = 0.5  # std of the fixed Gaussian proposal
-    mixture_start: float = 0.0  # mixture weight of the policy at the start of training ...
-    mixture_end: float = 1.0  # ... and at the end (Byravan Sec. 5.4 anneals towards the policy)
+    mixture_components: Tuple[str, str] = ("policy", "gaussian")  # two of gaussian, policy, agnostic
+    mixture_start: float = 0.0  # weight of the first component at the start of training ...
+    mixture_end: float = 1.0  # ... and at the end (Byravan Sec. 5.4 anneals from agnostic to policy)
     # Terminal value V(s_H), averaged over value_samples policy actions a ~ pi(s_H): none | soft (the learner's
     # soft value min_i Q_i(s, a) - alpha log pi(a|s)) | q (mean_i Q_i(s, a), no entropy term: Byravan App. F.2).
     # Default none: a planner must run without a learner (oracle MPC, `mjxmbrl plan`), and F.2 finds bootstrapping
@@ -88,6 +91,9 @@ def check_planner_common(cfg) -> None:
             raise ConfigError(f"planner.{key} must be > 0, got {value}")
     if not 0.0 <= p.p_plan <= 1.0:
         raise ConfigError(f"planner.p_plan must be in [0, 1], got {p.p_plan}")
+    components = tuple(p.mixture_components)
+    if len(components) != 2 or any(c not in ("gaussian", "policy", "agnostic") for c in components):
+        raise ConfigError(f"planner.mixture_components must be two of gaussian, policy, agnostic; got {list(components)}")
     if cfg.model.name == "none":
         raise ConfigError("a planner needs a model: set model.name (oracle, or a learned model)")
     spec = ENV_SPECS.get(cfg.env.name)
@@ -106,7 +112,8 @@ class PlanParams(NamedTuple):
     model: Params
     policy: Params = None
     value: Params = None
-    obs_stats: Any = None  # the agent's observation statistics when its networks read normalised observations
+    obs_stats: Any = None
+    proposal: Params = None  # the task-agnostic proposal's parameters (planner.proposal agnostic or in a mixture)  # the agent's observation statistics when its networks read normalised observations
 
 
 class Planner(NamedTuple):

@@ -6,17 +6,17 @@ annealed mixture weight; 0 outside training).
 
   gaussian      N(0, sigma^2) clipped: the fixed proposal;
   policy        the learner's stochastic policy (its parameters in plan_params.policy);
-  proprio       the learner's policy fed only the proprioceptive observation
-                dimensions (task-specific groups such as targets set to zero):
-                the task-agnostic proposal of Sec. 5.4 (E.2);
-  mixture       with probability w the first proposal, else the second, per
-                particle; w goes linearly from w_start to w_end over training
-                (Sec. 5.4 anneals towards the learned policy).
+  agnostic      the task-agnostic proposal of App. E.2 (learners/agnostic.py: a
+                Gaussian on proprioceptive inputs trained by BC alongside the agent;
+                its parameters in plan_params.proposal);
+  mixture       with probability w the first of two proposals (planner.mixture_components),
+                else the second, per particle; w goes linearly from w_start to w_end
+                over training (Sec. 5.4 anneals from the task-agnostic proposal to the policy).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,16 +34,25 @@ def gaussian_proposal(action_size: int, sigma: float) -> Proposal:
     return sample
 
 
-def policy_proposal(learner, normalize_obs: bool, input_mask: Optional[jax.Array] = None) -> Proposal:
-    """The learner's stochastic policy; `input_mask` [D] zeroes task-specific inputs (task-agnostic proposal)."""
+def policy_proposal(learner, normalize_obs: bool) -> Proposal:
+    """The learner's stochastic policy (its parameters in plan_params.policy)."""
 
     def sample(pp, obs, key, progress=0.0):
         del progress
         x = normalize(pp.obs_stats, obs) if normalize_obs else obs
-        if input_mask is not None:
-            x = x * input_mask
         keys = jax.random.split(key, obs.shape[0])
         return jax.vmap(lambda o, k: learner.policy(pp.policy, o, k, False))(x, keys)
+
+    return sample
+
+
+def agnostic_proposal(agnostic, normalize_obs: bool) -> Proposal:
+    """The task-agnostic proposal (learners/agnostic.py; its parameters in plan_params.proposal)."""
+
+    def sample(pp, obs, key, progress=0.0):
+        del progress
+        x = normalize(pp.obs_stats, obs) if normalize_obs else obs
+        return agnostic.sample(pp.proposal, x, key)
 
     return sample
 
@@ -58,11 +67,3 @@ def mixture_proposal(first: Proposal, second: Proposal, w_start: float, w_end: f
         return jnp.where(pick, first(pp, obs, k_a, progress), second(pp, obs, k_b, progress))
 
     return sample
-
-
-def proprio_mask(obs_size: int, task_groups: Sequence) -> jax.Array:
-    """[D] float mask: 1 on proprioceptive dims, 0 on the given task-specific groups."""
-    mask = jnp.ones((obs_size,), jnp.float32)
-    for g in task_groups:
-        mask = mask.at[g.start : g.stop].set(0.0)
-    return mask

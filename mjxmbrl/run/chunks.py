@@ -24,8 +24,13 @@ def summarize_chunk(metrics: Metrics) -> dict:
             row[key] = float((values * learning).sum() / learning.sum())
         if key.startswith("model/") and model_learning.sum() > 0:
             row[key] = float((values * model_learning).sum() / model_learning.sum())
+    # Planner metrics average over the steps that planned (`train/planning`, where an agent skips unneeded plans).
+    planning = m.get("train/planning")
     for key, values in m.items():
-        if key.startswith("planner/") or key == "train/planned_fraction":
+        if key.startswith("planner/") and planning is not None:
+            if planning.sum() > 0:
+                row[key] = float((values * planning).sum() / planning.sum())
+        elif key.startswith("planner/") or key == "train/planned_fraction":
             row[key] = float(values.mean())
     if m["train/invalid_transitions"].sum() > 0:
         row["train/invalid_transitions"] = float(m["train/invalid_transitions"].sum())
