@@ -136,10 +136,12 @@ def _cmd_list(args) -> int:
     if args.what == "experiments":
         from mjxmbrl.experiments import list_experiments
 
-        print(f"{'name':<20} {'paper':<44} {'cells':>5}  budgets (env steps x seeds)")
-        for e in list_experiments():
+        experiments = list_experiments()
+        width = max([20] + [len(e.name) for e in experiments])
+        print(f"{'name':<{width}} {'paper':<44} {'cells':>5}  budgets (env steps x seeds)")
+        for e in experiments:
             budgets = ", ".join(f"{b.name} {b.total_env_steps}x{b.seeds}" for b in e.budgets.values())
-            print(f"{e.name:<20} {e.paper:<44} {len(e.cells):>5}  {budgets}")
+            print(f"{e.name:<{width}} {e.paper:<44} {len(e.cells):>5}  {budgets}")
         return 0
     if args.what == "envs":
         from mjxmbrl.envs.registry import list_env_specs
@@ -196,7 +198,22 @@ def _cmd_bench(args) -> int:
     from mjxmbrl.cli import bench as benches
 
     bench = getattr(benches, f"bench_{args.what}")
-    report = bench(quick=args.quick, out=args.out)
+    extra = {}
+    if args.what == "acting":
+        envs = None
+        if args.envs:
+            try:
+                envs = [int(n) for n in args.envs.split(",")]
+            except ValueError:
+                raise MjxmbrlError(f"--envs takes comma-separated env counts like 1,16,64, got {args.envs!r}") from None
+            if min(envs) < 1:
+                raise MjxmbrlError(f"--envs must be positive, got {args.envs}")
+        if args.steps is not None and args.steps < 1:
+            raise MjxmbrlError(f"--steps must be positive, got {args.steps}")
+        extra = dict(config=args.config, envs=envs, steps=args.steps)
+    elif args.config or args.envs or args.steps is not None:
+        raise MjxmbrlError("--config, --envs and --steps belong to `mjxmbrl bench acting`")
+    report = bench(quick=args.quick, out=args.out, **extra)
     print(report)
     return 0
 
@@ -288,9 +305,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")
-    p.add_argument("what", choices=["sac", "svg", "models", "planners", "scaling", "seeds", "memory"])
+    p.add_argument("what", choices=["sac", "svg", "models", "planners", "scaling", "seeds", "memory", "acting"])
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument("--out", default=None, help="markdown file to append the results to")
+    p.add_argument("--config", default=None, help="acting: the agent's config (default configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml)")
+    p.add_argument("--envs", default=None, help="acting: comma-separated numbers of parallel envs (default 1,16,64 on a CPU, 1,256,2048 otherwise)")
+    p.add_argument("--steps", type=int, default=None, help="acting: vectorised steps per timed call while planning (the policy runs 10x as many)")
     p.set_defaults(fn=_cmd_bench)
 
     p = sub.add_parser("sweep", help="run a W&B sweep file locally: mjxmbrl sweep SWEEP.yaml [--config BASE.yaml] [--dry-run]")

@@ -143,13 +143,14 @@ def _group_curves(run_dirs: Sequence[Path], metric: str) -> List[Tuple[List[floa
     return [curve for run_dir in run_dirs for curve in seed_series(run_dir, metric).values()]
 
 
-def _draw_group(ax, curves, band: str, color: str, label: str) -> None:
+def _draw_group(ax, curves, band: str, color: str, label: str, dotted: bool = False) -> None:
     steps, means, lo, hi, counts = aggregate_seeds(curves, band)
     n = max(counts)
     what = ("mean ± 95% CI" if band == "ci95" else "mean ± std") if n > 1 else "no band"
-    ax.plot(steps, means, color=color, marker="o", markersize=3, linewidth=1.8, label=f"{label} ({n} seed{'s' if n != 1 else ''}, {what})")
+    style = dict(linestyle=":", marker="s", markersize=2, linewidth=1.6) if dotted else dict(marker="o", markersize=3, linewidth=1.8)
+    ax.plot(steps, means, color=color, label=f"{label} ({n} seed{'s' if n != 1 else ''}, {what})", **style)
     if n > 1:
-        ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.08 if dotted else 0.2, linewidth=0)
 
 
 def _require_metric(run_dirs: Sequence[Path], metric: str) -> str:
@@ -199,12 +200,15 @@ def plot_panels(
     band: str = "ci95",
     title: Optional[str] = None,
     reference_lines: Optional[Sequence[Sequence[Tuple[str, float]]]] = None,
+    dotted_metrics: Sequence[str] = (),
 ) -> Path:
     """One subplot per panel (e.g. a task), per labelled group of runs (e.g. a method) the mean over seeds with a band.
 
     panels: [(panel title, [(label, run_dirs)])]. `reference_lines`, one list per
     panel, adds dashed horizontal lines [(label, value)] (e.g. the paper's numbers).
-    Panels without data say so.
+    `dotted_metrics` are drawn too, dotted in the colour of their group, for the
+    groups whose runs log them (Byravan et al. 2022 Fig. 2: the actor solid, its
+    amortized policy alone dotted). Panels without data say so.
     """
     from matplotlib.figure import Figure
 
@@ -219,7 +223,7 @@ def plot_panels(
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("env steps")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric + "".join(f", {m} dotted" for m in dotted_metrics))
         ax.grid(alpha=0.3)
         refs = list(reference_lines[i]) if reference_lines else []
         for j, (ref_label, value) in enumerate(refs):
@@ -230,6 +234,11 @@ def plot_panels(
             if curves:
                 _draw_group(ax, curves, band, colors[label], label)
                 drawn = True
+            for other in dotted_metrics:
+                other_curves = _group_curves([Path(d) for d in dirs], other)
+                if other_curves:
+                    _draw_group(ax, other_curves, band, colors[label], f"{label}: {other}", dotted=True)
+                    drawn = True
         if not drawn:
             ax.text(0.5, 0.5, f"no '{metric}' rows yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
         if drawn or refs:

@@ -19,6 +19,13 @@ every cell) or `task` (every run of the first task before the next task, seed-ma
 Per-seed values are read from metrics.jsonl rows: by a row's `seed` field
 when present (a run training several seeds in one program), else by the run's
 config `train.seed` (`plotting.seed_series`), so both layouts give the same table.
+
+An experiment reports `experiment.metrics` (default `eval/return` alone). Each metric after the first
+(e.g. `eval/policy_return`, the amortized policy of an agent that plans) adds a column to results.md,
+its per-seed values and curves to results.json (under "metrics") and dotted curves in the colour of
+the method to results.png. A seed whose runs do not log such a metric reports the first metric's
+value instead (an agent without a planner logs only `eval/return`, which is its policy's return), and
+results.md marks the value so.
 """
 
 from __future__ import annotations
@@ -49,6 +56,13 @@ from mjxmbrl.run.disk import atomic_write
 from mjxmbrl.run.logging import t_interval_half_width
 
 METRIC = "eval/return"
+# Column titles in results.md of the metrics after the first; others are shown as their key.
+METRIC_LABELS = {"eval/policy_return": "policy alone"}
+FALLBACK_MARK = "*"
+# Why a run may not log a further metric, for the footnote of the values that fall back to the first metric.
+FALLBACK_REASONS = {
+    "eval/policy_return": "an agent without a planner acts with its policy, so its `eval/return` is its policy's return",
+}
 RESULTS_MD = "results.md"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "results.png"
@@ -132,7 +146,7 @@ def run_name(cell: Cell, seed: int, num_seeds: int = 1) -> str:
 def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_seeds: int = 1) -> List[str]:
     """Budget overrides, then the cell's own, then seed(s) and run location (the last word)."""
     return [
-        *budget.config_overrides(cell.task),
+        *budget.config_overrides(cell.task, cell.id),
         *cell.overrides,
         f"train.seed={seed}",
         f"train.num_seeds={num_seeds}",
@@ -309,6 +323,10 @@ class CellResult:
     # seed -> (env steps, values) of every logged value: the learning curves, kept in results.json
     # so that the curves can be redrawn after the run directories are gone
     curves: Dict[int, tuple] = dataclasses.field(default_factory=dict)
+    # The experiment's further metrics (experiment.metrics[1:]): {metric: CellResult of that metric}.
+    others: Dict[str, "CellResult"] = dataclasses.field(default_factory=dict)
+    # In a CellResult of a further metric: the seeds whose runs do not log it, reported with the first metric.
+    fallback_seeds: tuple = ()
 
     @property
     def n(self) -> int:
@@ -362,13 +380,31 @@ def finals_of(series: Dict[int, tuple]) -> tuple[Dict[int, float], Dict[int, int
     return finals, steps
 
 
-def collect_results(experiment: Experiment, run_dirs_by_cell: Dict[str, Sequence[Path]], metric: str = METRIC) -> List[CellResult]:
+def collect_results(
+    experiment: Experiment, run_dirs_by_cell: Dict[str, Sequence[Path]], metric: Optional[str] = None
+) -> List[CellResult]:
+    """Per cell, the final value and curves of `metric` (default: the experiment's first metric) per seed.
+
+    Each further metric of `experiment.metrics` goes into `CellResult.others`; a seed that logs the
+    first metric but not a further one takes the first metric's values (listed in `fallback_seeds`).
+    """
+    metrics = experiment.metrics
+    primary = metrics[0] if metric is None else metric
     results = []
     for cell in experiment.cells:
-        dirs = [d for d in run_dirs_by_cell.get(cell.id, ()) if Path(d).is_dir()]
-        curves = dict(sorted(series_per_seed([Path(d) for d in dirs], metric).items()))  # metrics read once per cell
+        dirs = [Path(d) for d in run_dirs_by_cell.get(cell.id, ()) if Path(d).is_dir()]
+        curves = dict(sorted(series_per_seed(dirs, primary).items()))  # metrics read once per cell
         finals, steps = finals_of(curves)
-        results.append(CellResult(cell, dict(sorted(finals.items())), dict(sorted(steps.items())), curves))
+        others = {}
+        for other in metrics:
+            if other == primary:
+                continue
+            own = series_per_seed(dirs, other)
+            fallback = tuple(s for s in curves if s not in own)
+            other_curves = dict(sorted({**{s: curves[s] for s in fallback}, **own}.items()))
+            o_finals, o_steps = finals_of(other_curves)
+            others[other] = CellResult(cell, o_finals, o_steps, other_curves, fallback_seeds=fallback)
+        results.append(CellResult(cell, dict(sorted(finals.items())), dict(sorted(steps.items())), curves, others))
     return results
 
 
@@ -376,6 +412,14 @@ def _fmt(x: Optional[float], signed: bool = False) -> str:
     if x is None:
         return "–"
     return f"{x:+.1f}" if signed else f"{x:.1f}"
+
+
+def _fmt_mean_std(r: CellResult) -> str:
+    return "not run" if r.n == 0 else _fmt(r.mean) + (f" ± {_fmt(r.std)}" if r.std is not None else "")
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, f"`{metric}`")
 
 
 def _fmt_published(p: Optional[Published]) -> str:
@@ -422,10 +466,12 @@ def results_markdown(
     date: str,
     machine: str,
     wall_s: Optional[float] = None,
-    metric: str = METRIC,
+    metric: Optional[str] = None,
     left_out: Sequence[str] = (),
     not_finished: Sequence[str] = (),
 ) -> str:
+    metric = experiment.metrics[0] if metric is None else metric
+    others = [m for m in experiment.metrics if m != metric]
     sources = sorted({r.cell.published.source for r in results if r.cell.published is not None})
     lines = [
         f"# Reproduction: {experiment.name} (budget `{budget.name}`)",
@@ -436,7 +482,8 @@ def results_markdown(
         f"- budget: `{budget.name}`: {budget.total_env_steps} env steps (action repeat counted), eval every "
         f"{budget.eval_every} env steps over {budget.eval_episodes} episodes, {seeds} seed(s) per cell"
         + (f"; per task: {', '.join(f'{t} {n}' for t, n in budget.task_env_steps)} env steps" if budget.task_env_steps else "")
-        + (f"; overrides `{' '.join(budget.overrides)}`" if budget.overrides else ""),
+        + (f"; overrides `{' '.join(budget.overrides)}`" if budget.overrides else "")
+        + "".join(f"; cells `{pattern}` also `{' '.join(extra)}`" for pattern, extra in budget.cell_overrides),
         f"- date: {date}",
         f"- machine: {machine}",
         f"- command: `{command}`",
@@ -451,18 +498,37 @@ def results_markdown(
         "",
         f"Ours: the final `{metric}` of each seed (mean over its eval episodes at the last evaluation), "
         "then mean ± sample std (ddof 1) over seeds; `–` where there is no std (one seed) or no number. "
-        f"Paper: {'; '.join(sources) if sources else 'no published number'}. Delta = ours - paper (means).",
+        + "".join(f"Column {metric_label(m)}: the same for `{m}`. " for m in others)
+        + f"Paper: {'; '.join(sources) if sources else 'no published number'}. Delta = ours - paper (means).",
         "",
-        "| task | method | setting | ours | seeds | env steps | paper | delta (ours - paper) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| task | method | setting | ours | " + "".join(f"{metric_label(m)} | " for m in others)
+        + "seeds | env steps | paper | delta (ours - paper) |",
+        "| --- | --- | --- | --- | " + "--- | " * len(others) + "--- | --- | --- | --- |",
     ]
+    fell_back = {m: [] for m in others}
     for r in results:
-        ours = "not run" if r.n == 0 else _fmt(r.mean) + (f" ± {_fmt(r.std)}" if r.std is not None else "")
         env_steps = ", ".join(sorted({str(s) for s in r.final_env_steps.values()})) or "–"
+        extra = ""
+        for m in others:
+            o = r.others.get(m)
+            if o is None or o.n == 0:
+                extra += "– | "
+                continue
+            mark = FALLBACK_MARK if o.fallback_seeds else ""
+            if o.fallback_seeds:
+                fell_back[m].append(r.cell.id + ("" if len(o.fallback_seeds) == o.n else f" (seeds {', '.join(map(str, o.fallback_seeds))})"))
+            extra += f"{_fmt_mean_std(o)}{mark} | "
         lines.append(
-            f"| {r.cell.task} | {r.cell.method} | {r.cell.setting or '–'} | {ours} | {r.n} | {env_steps} | "
+            f"| {r.cell.task} | {r.cell.method} | {r.cell.setting or '–'} | {_fmt_mean_std(r)} | {extra}{r.n} | {env_steps} | "
             f"{_fmt_published(r.cell.published)} | {_fmt(r.delta, signed=True)} |"
         )
+    for m, cells in fell_back.items():
+        if cells:
+            lines += [
+                "",
+                f"{FALLBACK_MARK} The runs of {', '.join(cells)} log no `{m}`; their `{metric}` is shown as {metric_label(m)}"
+                + (f": {FALLBACK_REASONS[m]}." if m in FALLBACK_REASONS else "."),
+            ]
     columns = list(dict.fromkeys(name for r in results for name, _ in r.cell.reference))
     if columns:
         lines += [
@@ -477,15 +543,32 @@ def results_markdown(
             lines.append(f"| {r.cell.task} | " + " | ".join(_fmt_published(ref.get(c)) for c in columns) + " |")
     lines += ["", "Per seed (final value, env steps):", ""]
     for r in results:
-        per = ", ".join(f"seed {s}: {v:.1f} @ {r.final_env_steps[s]}" for s, v in r.per_seed.items()) or "not run"
+        per = ", ".join(
+            f"seed {s}: {v:.1f} @ {r.final_env_steps[s]}"
+            + "".join(
+                f" ({METRIC_LABELS.get(m, m)} {r.others[m].per_seed[s]:.1f}{FALLBACK_MARK if s in r.others[m].fallback_seeds else ''})"
+                for m in others if m in r.others and s in r.others[m].per_seed
+            )
+            for s, v in r.per_seed.items()
+        ) or "not run"
         lines.append(f"- {r.cell.id}: {per}")
     if experiment.notes:
         lines += ["", "Notes: " + experiment.notes]
-    lines += ["", f"Learning curves: [{RESULTS_PNG}]({RESULTS_PNG}) (mean over seeds, 95% CI band where there are 2+ seeds)."]
+    curves_line = f"Learning curves: [{RESULTS_PNG}]({RESULTS_PNG}) (mean over seeds, 95% CI band where there are 2+ seeds)."
+    if others:
+        curves_line = curves_line[:-1] + (
+            f"; solid `{metric}`, dotted in the same colour {', '.join(f'`{m}`' for m in others)} where the runs log it."
+        )
+    lines += ["", curves_line]
     return "\n".join(lines) + "\n"
 
 
+def _curves_json(curves: Dict[int, tuple]) -> Dict[str, Any]:
+    return {str(s): {"env_steps": [int(x) for x in xs], "value": list(ys)} for s, (xs, ys) in curves.items()}
+
+
 def results_json(results: Sequence[CellResult]) -> List[Dict[str, Any]]:
+    """One entry per cell; a cell with further metrics also has "metrics": {metric: per-seed finals, stats, curves}."""
     return [
         {
             "cell": r.cell.id,
@@ -499,7 +582,18 @@ def results_json(results: Sequence[CellResult]) -> List[Dict[str, Any]]:
             "ci95": r.ci95,
             "published": dataclasses.asdict(r.cell.published) if r.cell.published else None,
             "delta": r.delta,
-            "curves": {str(s): {"env_steps": [int(x) for x in xs], "value": list(ys)} for s, (xs, ys) in r.curves.items()},
+            "curves": _curves_json(r.curves),
+            **({"metrics": {
+                m: {
+                    "per_seed": {str(s): v for s, v in o.per_seed.items()},
+                    "mean": o.mean,
+                    "std": o.std,
+                    "ci95": o.ci95,
+                    "curves": _curves_json(o.curves),
+                    "fallback_seeds": list(o.fallback_seeds),  # seeds without this metric: the first metric's values
+                }
+                for m, o in r.others.items()
+            }} if r.others else {}),
         }
         for r in results
     ]
@@ -539,7 +633,10 @@ def write_results(
     )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / RESULTS_MD, text.encode())
-    atomic_write(out / RESULTS_JSON, (json.dumps({"experiment": experiment.name, "budget": budget.name, "cells": results_json(results)}, indent=2) + "\n").encode())
+    head = {"experiment": experiment.name, "budget": budget.name}
+    if len(experiment.metrics) > 1:
+        head["metrics"] = list(experiment.metrics)
+    atomic_write(out / RESULTS_JSON, (json.dumps({**head, "cells": results_json(results)}, indent=2) + "\n").encode())
     panels, refs = [], []
     for task in experiment.tasks:
         cells = [c for c in experiment.cells if c.task == task]
@@ -547,7 +644,10 @@ def write_results(
         panels.append((task, groups))
         published = {(c.published.source, c.published.mean) for c in cells if c.published is not None}
         refs.append([(f"paper: {source.split(',')[-1].strip()}", mean) for source, mean in sorted(published)])
-    plot_panels(panels, out / RESULTS_PNG, metric=METRIC, band="ci95", title=f"{experiment.name} ({budget.name})", reference_lines=refs)
+    plot_panels(
+        panels, out / RESULTS_PNG, metric=experiment.metrics[0], band="ci95", title=f"{experiment.name} ({budget.name})",
+        reference_lines=refs, dotted_metrics=experiment.metrics[1:],
+    )
     return results
 
 

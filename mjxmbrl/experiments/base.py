@@ -13,6 +13,7 @@ rejecting bad input stay fast.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -42,7 +43,10 @@ class Budget:
 
     `overrides` are extra dotted config overrides for this budget (small networks,
     a smaller replay buffer, W&B off); they apply after the cell's base config
-    and before the cell's own overrides.
+    and before the cell's own overrides. `cell_overrides` adds overrides for the
+    cells whose id matches a glob pattern, after `overrides`: for a section only
+    some cells' configs have (an override of a model key on a cell without a
+    model is a config error), e.g. (("mpc-*", ("model.batch_size=256",)),).
     """
 
     name: str
@@ -54,16 +58,22 @@ class Budget:
     # (task, env steps) pairs for tables whose tasks have budgets of their own (Amos et al. Table 2:
     # 50k swimmer steps, 200k for the others); tasks not listed get total_env_steps.
     task_env_steps: Tuple[Tuple[str, int], ...] = ()
+    # (cell id glob pattern, overrides) pairs: applied, in order, to the cells whose id matches.
+    cell_overrides: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
 
     def env_steps_for(self, task: str) -> int:
         return dict(self.task_env_steps).get(task, self.total_env_steps)
 
-    def config_overrides(self, task: str = "") -> Tuple[str, ...]:
+    def overrides_for(self, cell_id: str) -> Tuple[str, ...]:
+        """The `cell_overrides` of the patterns matching `cell_id`, in order."""
+        return tuple(o for pattern, extra in self.cell_overrides if fnmatch.fnmatchcase(cell_id, pattern) for o in extra)
+
+    def config_overrides(self, task: str = "", cell_id: str = "") -> Tuple[str, ...]:
         return (
             f"train.total_env_steps={self.env_steps_for(task)}",
             f"train.eval_every={self.eval_every}",
             f"train.eval_episodes={self.eval_episodes}",
-        ) + tuple(self.overrides)
+        ) + tuple(self.overrides) + self.overrides_for(cell_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +117,10 @@ class Experiment:
     cells: Tuple[Cell, ...]
     budgets: Dict[str, Budget]
     notes: str = ""  # shown in results.md (e.g. how the published numbers differ from our setting)
+    # The metrics.jsonl keys reported per cell. The first is the table's "ours" (compared with the paper); each
+    # further one gets a column of its own in results.md, its curves in results.json and dotted curves in
+    # results.png, e.g. ("eval/return", "eval/policy_return"): the actor (planner in the loop) and its policy alone.
+    metrics: Tuple[str, ...] = ("eval/return",)
 
     @property
     def methods(self) -> Tuple[str, ...]:
@@ -140,9 +154,14 @@ class Experiment:
             for key in ("total_env_steps", "eval_every", "eval_episodes", "seeds"):
                 if getattr(b, key) < 1:
                     raise ExperimentError(f"experiment '{self.name}', budget '{name}': {key} must be >= 1")
+            for pattern, _ in b.cell_overrides:
+                if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
+                    raise ExperimentError(f"experiment '{self.name}', budget '{name}': cell_overrides pattern '{pattern}' matches no cell")
         for c in self.cells:
             if c.action_repeat < 1:
                 raise ExperimentError(f"experiment '{self.name}', cell '{c.id}': action_repeat must be >= 1")
+        if not self.metrics or len(set(self.metrics)) != len(self.metrics):
+            raise ExperimentError(f"experiment '{self.name}': metrics must be one or more distinct keys, got {self.metrics}")
 
 
 EXPERIMENTS: Dict[str, Experiment] = {}

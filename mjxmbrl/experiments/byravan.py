@@ -1,0 +1,204 @@
+"""Planner amortization experiments of Byravan et al. 2022, "Evaluating model-based planning and planner
+amortization for continuous control", arXiv:2110.03363.
+
+The four variants of Sec. 5.2, each an MPO agent (alpha = 1) with or without behaviour cloning of the
+executed actions (beta) and with or without the SMC planner acting in the loop (p_plan):
+
+    mpo          alpha = 1, beta = 0,   p_plan = 0    (no planner, no model)
+    mpc-mpo      alpha = 1, beta = 0,   p_plan = 0.5  (SMC over the learned per-group MLP model)
+    mpo-bc       alpha = 1, beta = 0.1, p_plan = 0
+    mpc-mpo-bc   alpha = 1, beta = 0.1, p_plan = 0.5
+
+Agents with a planner log `eval/return` (the actor: the planner in the loop) and `eval/policy_return`
+(the amortized policy's mean action, no planning), Fig. 2's solid and dotted lines; agents without a
+planner log `eval/return` alone, which is their policy. All three experiments report both metrics.
+
+`byravan-dmc`: the four variants on the CPU tasks, DM Control cartpole swingup (action repeat 8) and
+walker walk (2), from configs/byravan/<task>_<variant>.yaml; `--budget small` is the CPU budget
+(100k env steps, 2 seeds).
+
+`byravan-dmc-fig20`: App. F.5 / Fig. 20, the four variants on DM Control walker and humanoid stand, walk
+and run (3 seeds). A separate experiment because a budget cannot restrict the tasks: the humanoid cells
+are GPU-sized and would make every budget of `byravan-dmc` too large for a CPU. The cells use the walker
+walk variant files with env.name set per task and action repeat 2 (the paper does not state one).
+
+`byravan-dmc-ablations`: MPC+MPO+BC on walker walk and cartpole swingup, one planner or model setting
+changed per cell (the baseline cell with no setting is the same config as `byravan-dmc`'s): always plan
+(p_plan = 1), 50 or 1000 SMC particles (default 250), horizon 5 or 20 (default 10), bootstrapping the
+planner with the mean Q over 10 policy actions (App. F.2), and a PETS ensemble of 3 members instead of
+the per-group MLP model (App. F.4). A separate experiment: 16 more cells in the main table would
+triple its default run.
+
+The paper gives these results as curves only (no table), so no cell has a published number.
+"""
+
+from __future__ import annotations
+
+from mjxmbrl.experiments.base import Budget, Cell, Experiment, register
+
+PAPER = "Byravan et al. 2022 (arXiv:2110.03363)"
+METRICS = ("eval/return", "eval/policy_return")
+VARIANTS = ("mpo", "mpc-mpo", "mpo-bc", "mpc-mpo-bc")
+PLANNED = "mpc-*"  # the cells of the variants that plan (and so have a model and a planner section)
+
+CPU_TASKS = {"cartpole_swingup": 8, "walker_walk": 2}  # DMC-100k action repeats (as in configs/byravan)
+# Fig. 20's tasks: task -> env name. The paper states no action repeat for its DM Control runs; we use 2 for all.
+FIG20_TASKS = {
+    "walker_stand": "WalkerStand",
+    "walker_walk": "WalkerWalk",
+    "walker_run": "WalkerRun",
+    "humanoid_stand": "HumanoidStand",
+    "humanoid_walk": "HumanoidWalk",
+    "humanoid_run": "HumanoidRun",
+}
+FIG20_ACTION_REPEAT = 2
+
+# setting -> overrides of MPC+MPO+BC (the baseline: S = 250 particles, H = 10, p_plan = 0.5, no value, per-group MLP).
+ABLATIONS = {
+    "p_plan1": ("planner.p_plan=1.0",),
+    "samples50": ("planner.num_particles=50",),
+    "samples1000": ("planner.num_particles=1000",),
+    "h5": ("planner.horizon=5",),
+    "h20": ("planner.horizon=20",),
+    "value-q": ("planner.value=q", "planner.value_samples=10"),
+    # PETS: single-step Gaussian NLL (seq_len 1), trajectory sampling with a member fixed per particle.
+    "ensemble3": ("model.name=ensemble", "model.num_members=3", "model.seq_len=1"),
+}
+
+
+def config_of(task: str, variant: str) -> str:
+    return f"configs/byravan/{task}_{variant.replace('-', '_')}.yaml"
+
+
+# ---- budgets ----------------------------------------------------------------------------
+
+# Compiling each cell's train chunk and evaluators dominates: a handful of updates of tiny networks, one
+# short evaluation at the end of warmup and one at the end.
+SMOKE_OVERRIDES = (
+    "train.warmup_env_steps=800", "train.log_every=800", "train.checkpoint_every=1600",
+    "agent.policy_hidden_sizes=[32,32]", "agent.critic_hidden_sizes=[32,32]", "agent.batch_size=8",
+    "replay.capacity=10000", "log.wandb=disabled",
+)
+SMOKE_PLANNED = ("planner.num_particles=16", "planner.horizon=3", "model.hidden_sizes=[32]", "model.batch_size=8")
+PAPER_PLANNED = ("model.batch_size=256",)
+
+
+def _budgets(all_planned: bool) -> dict:
+    """smoke, small and paper; the model and planner overrides go to every cell (all_planned) or the MPC cells only."""
+
+    def split(common: tuple, planned: tuple) -> dict:
+        if all_planned:
+            return {"overrides": common + planned}
+        return {"overrides": common, "cell_overrides": ((PLANNED, planned),)}
+
+    return {
+        "smoke": Budget("smoke", total_env_steps=1600, eval_every=800, eval_episodes=1, seeds=1, **split(SMOKE_OVERRIDES, SMOKE_PLANNED)),
+        # The CPU budget of the issue: 100k env steps, 2 seeds, eval every 10k over 10 episodes.
+        "small": Budget("small", total_env_steps=100_000, eval_every=10_000, eval_episodes=10, seeds=2, overrides=("log.wandb=disabled",)),
+        # The paper's batch of B = 256 windows (App. E) for policy, critic and model; 1M env steps, 3 seeds (F.5).
+        "paper": Budget(
+            "paper", total_env_steps=1_000_000, eval_every=20_000, eval_episodes=10, seeds=3,
+            **split(("agent.batch_size=256",), PAPER_PLANNED),
+        ),
+    }
+
+
+NOTES_COMMON = (
+    "Two metrics per cell: ours is `eval/return`, the actor (the SMC planner in the loop for the MPC variants, "
+    "the policy's mean action otherwise); 'policy alone' is `eval/policy_return`, the amortized policy's mean action "
+    "without planning (Fig. 2's solid and dotted lines). The paper reports these runs as learning curves only, so "
+    "there is no published number to compare with. The configs keep an update-to-data ratio of 1 with one actor "
+    "(the paper: 64 actors, 8 actor steps per update); budgets change only env steps, eval cadence, seeds and "
+    "batch sizes (paper: B = 256 for policy, critic and model)."
+)
+
+# ---- byravan-dmc ------------------------------------------------------------------------
+
+BYRAVAN_DMC = register(
+    Experiment(
+        name="byravan-dmc",
+        paper=PAPER,
+        table="Sec. 5.2's four variants (MPO, MPC+MPO, MPO+BC, MPC+MPO+BC) as in Fig. 2 / Fig. 20 (curves only, no published numbers)",
+        description=(
+            "MPO, MPC+MPO, MPO+BC and MPC+MPO+BC on DM Control cartpole swingup (action repeat 8) and walker walk (2), "
+            "CPU-sized (`--budget small`: 100k env steps, 2 seeds); Fig. 20's walker and humanoid tasks are "
+            "`byravan-dmc-fig20`, the planner ablations `byravan-dmc-ablations`"
+        ),
+        cells=tuple(
+            Cell(method=variant, task=task, config=config_of(task, variant), action_repeat=repeat)
+            for task, repeat in CPU_TASKS.items()
+            for variant in VARIANTS
+        ),
+        budgets=_budgets(all_planned=False),
+        notes=NOTES_COMMON,
+        metrics=METRICS,
+    )
+)
+
+# ---- byravan-dmc-fig20 --------------------------------------------------------------------
+
+BYRAVAN_DMC_FIG20 = register(
+    Experiment(
+        name="byravan-dmc-fig20",
+        paper=PAPER,
+        table="App. F.5, Fig. 20 (DM Control walker and humanoid stand, walk, run; curves only, no published numbers)",
+        description=(
+            "MPO, MPC+MPO, MPO+BC and MPC+MPO+BC on DM Control walker and humanoid stand, walk and run, "
+            "action repeat 2 (GPU-sized: 1M env steps, 3 seeds at `--budget paper`)"
+        ),
+        cells=tuple(
+            Cell(
+                method=variant,
+                task=task,
+                config=config_of("walker_walk", variant),
+                action_repeat=FIG20_ACTION_REPEAT,
+                overrides=(f"env.name={env_name}", f"env.action_repeat={FIG20_ACTION_REPEAT}"),
+            )
+            for task, env_name in FIG20_TASKS.items()
+            for variant in VARIANTS
+        ),
+        budgets=_budgets(all_planned=False),
+        notes=(
+            NOTES_COMMON + " Every cell is the walker walk config of its variant with env.name set to the task. The paper "
+            "does not state the action repeat of its DM Control runs: we use 2 for walker and humanoid alike."
+        ),
+        metrics=METRICS,
+    )
+)
+
+# ---- byravan-dmc-ablations ------------------------------------------------------------------
+
+ABLATION_TASKS = ("walker_walk", "cartpole_swingup")
+
+BYRAVAN_DMC_ABLATIONS = register(
+    Experiment(
+        name="byravan-dmc-ablations",
+        paper=PAPER,
+        table="planner ablations of MPC+MPO+BC: p_plan, samples, horizon (Sec. 5), Q bootstrap (App. F.2), PETS ensemble (App. F.4)",
+        description=(
+            "MPC+MPO+BC on DM Control walker walk (action repeat 2) and cartpole swingup (8) with one setting changed: "
+            "p_plan = 1, 50 or 1000 particles, horizon 5 or 20, Q bootstrap, a 3-member PETS ensemble (CPU-sized)"
+        ),
+        cells=tuple(
+            Cell(
+                method="mpc-mpo-bc",
+                task=task,
+                config=config_of(task, "mpc-mpo-bc"),
+                action_repeat=CPU_TASKS[task],
+                overrides=overrides,
+                setting=setting,
+            )
+            for task in ABLATION_TASKS
+            for setting, overrides in (("", ()),) + tuple(ABLATIONS.items())
+        ),
+        budgets=_budgets(all_planned=True),
+        notes=(
+            NOTES_COMMON + " The cell without a setting is the baseline (S = 250 particles, H = 10, p_plan = 0.5, no value "
+            "bootstrap, the per-group MLP model). value-q bootstraps the planner's returns with the mean Q over 10 policy "
+            "actions (App. F.2); ensemble3 replaces the model with a PETS ensemble of 3 members (single-step NLL, "
+            "trajectory sampling, App. F.4). A cell's own setting wins over the budget's overrides, so at `--budget smoke` "
+            "samples50/samples1000/h5/h20 keep their particle count or horizon."
+        ),
+        metrics=METRICS,
+    )
+)

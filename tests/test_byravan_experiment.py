@@ -1,0 +1,235 @@
+"""The Byravan et al. 2022 (arXiv:2110.03363) experiments of `mjxmbrl reproduce`: registry, configs, and the
+two-metric report (the actor's `eval/return` and the policy's `eval/policy_return`) on hand-made runs."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mjxmbrl.cli.reproduce import collect_results, plan_runs, reproduce, results_json, results_markdown
+from mjxmbrl.config import load_config, save_config
+from mjxmbrl.experiments import Budget, Cell, Experiment, ExperimentError, get_experiment, register, unregister
+from mjxmbrl.run.logging import MetricsWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("mpo", "mpc-mpo", "mpo-bc", "mpc-mpo-bc")
+# variant: (beta, planner?)  (Sec. 5.2: alpha = 1 everywhere, p_plan = 0.5 for the MPC variants)
+SETTINGS = {"mpo": (0.0, False), "mpc-mpo": (0.0, True), "mpo-bc": (0.1, False), "mpc-mpo-bc": (0.1, True)}
+
+
+def test_byravan_dmc_cells_and_budgets(tmp_path):
+    e = get_experiment("byravan-dmc")
+    assert e.paper == "Byravan et al. 2022 (arXiv:2110.03363)"
+    assert e.metrics == ("eval/return", "eval/policy_return")
+    assert e.tasks == ("cartpole_swingup", "walker_walk") and e.methods == VARIANTS
+    assert all(c.published is None for c in e.cells)
+    assert e.cell("mpc-mpo-bc-walker_walk").config == "configs/byravan/walker_walk_mpc_mpo_bc.yaml"
+    small, paper = e.budgets["small"], e.budgets["paper"]
+    assert (small.total_env_steps, small.seeds, small.eval_every, small.eval_episodes) == (100_000, 2, 10_000, 10)
+    assert (paper.total_env_steps, paper.seeds) == (1_000_000, 3)
+    for budget in e.budgets.values():
+        planned = plan_runs(e, budget, 1, tmp_path)  # every config loads and validates; action repeats are checked
+        assert len(planned) == 8 and not any(tmp_path.iterdir())
+        for run in planned:
+            cfg = run.cfg
+            beta, plans = SETTINGS[run.cell.method]
+            assert cfg.env.action_repeat == {"cartpole_swingup": 8, "walker_walk": 2}[run.cell.task]
+            assert cfg.agent.name == "mpo" and cfg.agent.mpo_weight == 1.0 and cfg.agent.bc_weight == beta
+            assert (cfg.planner.name, cfg.model.name) == (("smc", "mlp") if plans else ("none", "none"))
+            if plans:
+                assert cfg.planner.p_plan == 0.5
+            assert cfg.train.total_env_steps == budget.total_env_steps
+            if budget.name == "paper":
+                assert cfg.agent.batch_size == 256 and (not plans or cfg.model.batch_size == 256)
+            if budget.name == "smoke":
+                assert cfg.agent.policy_hidden_sizes == (32, 32) and cfg.log.wandb == "disabled"
+                if plans:
+                    assert (cfg.planner.num_particles, cfg.planner.horizon, cfg.model.hidden_sizes) == (16, 3, (32,))
+
+
+def test_byravan_fig20_cells(tmp_path):
+    e = get_experiment("byravan-dmc-fig20")
+    tasks = ("walker_stand", "walker_walk", "walker_run", "humanoid_stand", "humanoid_walk", "humanoid_run")
+    assert e.tasks == tasks and e.methods == VARIANTS and e.metrics[1] == "eval/policy_return"
+    for budget in ("smoke", "small"):  # every cell builds a valid config at every budget
+        assert len(plan_runs(e, e.budgets[budget], 1, tmp_path)) == 24
+    planned = plan_runs(e, e.budgets["paper"], 1, tmp_path)
+    assert len(planned) == 24 and all(r.cfg.train.total_env_steps == 1_000_000 for r in planned)
+    names = {"walker_stand": "WalkerStand", "walker_walk": "WalkerWalk", "walker_run": "WalkerRun",
+             "humanoid_stand": "HumanoidStand", "humanoid_walk": "HumanoidWalk", "humanoid_run": "HumanoidRun"}
+    for run in planned:
+        assert run.cfg.env.name == names[run.cell.task] and run.cfg.env.action_repeat == run.cell.action_repeat == 2
+        assert run.cfg.agent.bc_weight == SETTINGS[run.cell.method][0]
+    assert "action repeat" in e.notes and "does not state" in e.notes
+
+
+def test_byravan_ablation_cells(tmp_path):
+    e = get_experiment("byravan-dmc-ablations")
+    assert e.methods == ("mpc-mpo-bc",) and set(e.tasks) == {"walker_walk", "cartpole_swingup"}
+    by_id = {r.cell.id: r.cfg for r in plan_runs(e, e.budgets["smoke"], 1, tmp_path)}
+    base = by_id["mpc-mpo-bc-walker_walk"]
+    assert (base.planner.p_plan, base.planner.value, base.model.name) == (0.5, "none", "mlp")
+    assert by_id["mpc-mpo-bc-walker_walk-p_plan1"].planner.p_plan == 1.0
+    # a cell's own setting wins over the smoke budget's 16 particles and horizon 3
+    assert base.planner.num_particles == 16 and base.planner.horizon == 3
+    assert by_id["mpc-mpo-bc-walker_walk-samples50"].planner.num_particles == 50
+    assert by_id["mpc-mpo-bc-walker_walk-samples1000"].planner.num_particles == 1000
+    assert by_id["mpc-mpo-bc-walker_walk-h5"].planner.horizon == 5
+    assert by_id["mpc-mpo-bc-cartpole_swingup-h20"].planner.horizon == 20
+    q = by_id["mpc-mpo-bc-walker_walk-value-q"].planner
+    assert (q.value, q.value_samples) == ("q", 10)
+    ens = by_id["mpc-mpo-bc-walker_walk-ensemble3"].model
+    assert (ens.name, ens.num_members, ens.seq_len) == ("ensemble", 3, 1)
+    assert len(plan_runs(e, e.budgets["small"], 1, tmp_path)) == 16
+    paper = plan_runs(e, e.budgets["paper"], 1, tmp_path)
+    assert all(r.cfg.model.batch_size == 256 and r.cfg.agent.batch_size == 256 for r in paper)
+
+
+def test_budget_cell_overrides_reach_only_matching_cells():
+    b = get_experiment("byravan-dmc").budgets["paper"]
+    assert "model.batch_size=256" in b.config_overrides("walker_walk", "mpc-mpo-walker_walk")
+    assert "model.batch_size=256" not in b.config_overrides("walker_walk", "mpo-walker_walk")
+    # on a config without a model the model override is an error: the reason cell_overrides exist
+    with pytest.raises(Exception, match="model.batch_size"):
+        load_config(ROOT / "configs/byravan/walker_walk_mpo.yaml", ["model.batch_size=256"])
+    with pytest.raises(ExperimentError, match="pattern 'nomatch-\\*' matches no cell"):
+        register(Experiment(
+            "bad-pattern", "p", "t", "d", (Cell("sac", "toy_reach", "configs/debug.yaml", 1),),
+            {"smoke": Budget("smoke", 300, 100, 1, 1, cell_overrides=(("nomatch-*", ("model.batch_size=8",)),))},
+        ))
+    with pytest.raises(ExperimentError, match="unknown experiment 'bad-pattern'"):
+        get_experiment("bad-pattern")
+
+
+# ---- the two-metric report on hand-made runs ----------------------------------------------------
+
+
+def _write_run(run_dir: Path, seed: int, evals):
+    """evals: [(env_steps, actor return, policy return or None)]; None: the row has no eval/policy_return."""
+    run_dir.mkdir(parents=True)
+    save_config(load_config(ROOT / "configs" / "debug.yaml", [f"train.seed={seed}"]), run_dir / "config.yaml")
+    with MetricsWriter(run_dir / "metrics.jsonl") as w:
+        for steps, actor, policy in evals:
+            w.write({"env_steps": steps, "train/loss": 0.1})
+            w.write({"env_steps": steps, "eval/return": actor, **({"eval/policy_return": policy} if policy is not None else {})})
+    return run_dir
+
+
+TWO_METRICS = Experiment(
+    "two-metrics", "Byravan et al. 2022 (arXiv:2110.03363)", "Fig. 2", "hand-made runs",
+    (Cell("mpc-mpo", "toy_reach", "configs/debug.yaml", 1), Cell("mpo", "toy_reach", "configs/debug.yaml", 1)),
+    {"smoke": Budget("smoke", 300, 100, 1, 2)},
+    metrics=("eval/return", "eval/policy_return"),
+)
+
+
+def _fake_runs(root: Path):
+    planner = [
+        _write_run(root / "mpc-s0", 0, [(100, 50.0, 20.0), (300, 300.0, 200.0)]),
+        _write_run(root / "mpc-s1", 1, [(100, 60.0, 30.0), (300, 500.0, 100.0)]),
+    ]
+    policy = [
+        _write_run(root / "mpo-s0", 0, [(100, 10.0, None), (300, 80.0, None)]),
+        _write_run(root / "mpo-s1", 1, [(100, 12.0, None), (300, 120.0, None)]),
+    ]
+    return {"mpc-mpo-toy_reach": planner, "mpo-toy_reach": policy}
+
+
+def test_two_metric_results(tmp_path):
+    mpc, mpo = collect_results(TWO_METRICS, _fake_runs(tmp_path))
+    assert mpc.per_seed == {0: 300.0, 1: 500.0} and (mpc.mean, mpc.std) == (400.0, pytest.approx(141.42, abs=0.01))
+    pol = mpc.others["eval/policy_return"]
+    assert pol.per_seed == {0: 200.0, 1: 100.0} and pol.mean == 150.0 and pol.fallback_seeds == ()
+    assert pol.curves[1] == ([100.0, 300.0], [30.0, 100.0])
+    # no eval/policy_return in the runs without a planner: their eval/return is the policy's
+    fallback = mpo.others["eval/policy_return"]
+    assert fallback.per_seed == mpo.per_seed == {0: 80.0, 1: 120.0} and fallback.fallback_seeds == (0, 1)
+
+    text = results_markdown(
+        TWO_METRICS, TWO_METRICS.budgets["smoke"], [mpc, mpo], seeds=2,
+        command="mjxmbrl reproduce two-metrics", date="2025-01-01", machine="test machine",
+    )
+    assert "| task | method | setting | ours | policy alone | seeds | env steps | paper | delta (ours - paper) |" in text
+    assert "| toy_reach | mpc-mpo | – | 400.0 ± 141.4 | 150.0 ± 70.7 | 2 | 300 | – | – |" in text
+    assert "| toy_reach | mpo | – | 100.0 ± 28.3 | 100.0 ± 28.3* | 2 | 300 | – | – |" in text
+    assert "* The runs of mpo-toy_reach log no `eval/policy_return`; their `eval/return` is shown as policy alone: an agent without a planner" in text
+    assert "mpc-mpo-toy_reach log no" not in text
+    assert "- mpc-mpo-toy_reach: seed 0: 300.0 @ 300 (policy alone 200.0), seed 1: 500.0 @ 300 (policy alone 100.0)" in text
+    assert "- mpo-toy_reach: seed 0: 80.0 @ 300 (policy alone 80.0*)" in text
+    assert "dotted in the same colour `eval/policy_return`" in text
+
+    cells = results_json([mpc, mpo])
+    assert cells[0]["mean"] == 400.0 and cells[0]["metrics"]["eval/policy_return"]["per_seed"] == {"0": 200.0, "1": 100.0}
+    assert cells[0]["metrics"]["eval/policy_return"]["curves"]["0"] == {"env_steps": [100, 300], "value": [20.0, 200.0]}
+    assert cells[1]["metrics"]["eval/policy_return"]["fallback_seeds"] == [0, 1]
+
+
+def test_single_metric_report_is_unchanged(tmp_path):
+    one = Experiment("one-metric", "p", "t", "d", TWO_METRICS.cells, TWO_METRICS.budgets)
+    results = collect_results(one, _fake_runs(tmp_path))
+    assert all(r.others == {} for r in results)
+    text = results_markdown(one, one.budgets["smoke"], results, seeds=2, command="c", date="d", machine="m")
+    assert "| task | method | setting | ours | seeds | env steps | paper | delta (ours - paper) |" in text
+    assert "policy alone" not in text and "dotted" not in text
+    assert "metrics" not in results_json(results)[0]
+
+
+@pytest.fixture
+def two_metric_experiment():
+    e = register(TWO_METRICS)
+    yield e
+    unregister(e.name)
+
+
+def test_two_metric_reproduce_report_files(tmp_path, two_metric_experiment):
+    """Through reproduce --report-only: results.md, results.json (both metrics' curves) and results.png."""
+    out = tmp_path / "out"
+    for run in plan_runs(two_metric_experiment, two_metric_experiment.budgets["smoke"], 2, out):
+        planner = run.cell.method == "mpc-mpo"
+        _write_run(run.run_dir, run.seed, [(300, 100.0 + run.seed, (40.0 + run.seed) if planner else None)])
+        save_config(run.cfg, run.run_dir / "config.yaml")
+        (run.run_dir / "summary.json").write_text(json.dumps({"finished": True}))
+    reproduce("two-metrics", "smoke", out=out, log=lambda _: None, report_only=True)
+    data = json.loads((out / "results.json").read_text())
+    assert data["metrics"] == ["eval/return", "eval/policy_return"]
+    mpc, mpo = data["cells"]
+    assert mpc["per_seed"] == {"0": 100.0, "1": 101.0}
+    assert mpc["metrics"]["eval/policy_return"]["per_seed"] == {"0": 40.0, "1": 41.0}
+    assert mpo["metrics"]["eval/policy_return"]["per_seed"] == mpo["per_seed"] == {"0": 100.0, "1": 101.0}
+    text = (out / "results.md").read_text()
+    assert "| toy_reach | mpc-mpo | – | 100.5 ± 0.7 | 40.5 ± 0.7 | 2 |" in text
+    assert "| toy_reach | mpo | – | 100.5 ± 0.7 | 100.5 ± 0.7* | 2 |" in text
+    png = (out / "results.png").read_bytes()
+    assert len(png) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dotted_policy_curves_in_the_method_colour(tmp_path, monkeypatch):
+    """results.png: per method a solid eval/return curve and, where logged, a dotted eval/policy_return one of the same colour."""
+    from matplotlib.axes import Axes
+
+    from mjxmbrl.cli.plotting import plot_panels
+
+    drawn = []
+    original = Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((kwargs.get("label", ""), kwargs.get("color"), kwargs.get("linestyle", "-")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    runs = _fake_runs(tmp_path)
+    plot_panels(
+        [("toy_reach", [("mpc-mpo", runs["mpc-mpo-toy_reach"]), ("mpo", runs["mpo-toy_reach"])])],
+        tmp_path / "p.png", metric="eval/return", dotted_metrics=("eval/policy_return",),
+    )
+    styles = {(label.split(" (")[0], color, style) for label, color, style in drawn}
+    assert styles == {("mpc-mpo", "C0", "-"), ("mpc-mpo: eval/policy_return", "C0", ":"), ("mpo", "C1", "-")}
+
+
+@pytest.mark.skipif(not os.environ.get("MJXMBRL_BYRAVAN_SMOKE"), reason="set MJXMBRL_BYRAVAN_SMOKE=1: one smoke-budget MPC+MPO+BC cell end to end (minutes on a 2-core CPU)")
+def test_byravan_smoke_cell_end_to_end(tmp_path):
+    out = reproduce("byravan-dmc", "smoke", out=tmp_path / "out", log=lambda _: None, cells=["mpc-mpo-bc-cartpole_swingup"])
+    cell = json.loads((out / "results.json").read_text())["cells"][0]
+    assert cell["seeds"] == 1 and cell["metrics"]["eval/policy_return"]["fallback_seeds"] == []
+    assert "| cartpole_swingup | mpc-mpo-bc | – |" in (out / "results.md").read_text()
