@@ -1,8 +1,9 @@
-"""`mjxmbrl bench scaling | seeds | memory` in quick mode: a markdown table appended, a JSON record written."""
+"""`mjxmbrl bench scaling | seeds | memory | acting` in quick mode: a markdown table appended, a JSON record written."""
 
 import json
 
-from mjxmbrl.cli.bench import bench_memory, bench_scaling, bench_seeds
+from mjxmbrl.cli import main
+from mjxmbrl.cli.bench import bench_acting, bench_memory, bench_scaling, bench_seeds
 
 
 def test_quick_benches_write_markdown_and_json(tmp_path):
@@ -20,3 +21,27 @@ def test_quick_benches_write_markdown_and_json(tmp_path):
     assert records[1]["seeds"] == 2 and records[1]["vmapped_s"] > 0 and records[1]["one_seed_s"] > 0
     assert records[2]["rows"][0]["config"] == "configs/debug.yaml" and records[2]["rows"][0]["peak_bytes"] > 1e5
     assert all("date" in r and "machine" in r for r in records)
+
+
+def test_quick_acting_bench_times_planner_against_policy(tmp_path):
+    """The MPC+MPO+BC agent on the toy task: N = 1, S = 8, H = 2, 2 planning steps per call."""
+    out = tmp_path / "bench.md"
+    report = bench_acting(quick=True, out=str(out))
+    assert report in out.read_text() and "Acting with SMC against the policy alone" in report
+    (record,) = json.loads(out.with_suffix(".json").read_text())
+    assert record["bench"] == "acting" and record["planner"] == "smc" and record["model"] == "mlp"
+    assert record["num_particles"] == 8 and record["horizon"] == 2 and record["untrained"]
+    (row,) = record["rows"]
+    assert row["num_envs"] == 1 and row["ratio"] > 0
+    for mode, steps in (("eval", 2), ("policy", 20)):
+        figures = row[mode]
+        assert figures["steps"] == steps and figures["actions_finite"]
+        assert figures["ms_per_step"] > 0 and figures["agent_steps_per_s"] > 0 and figures["env_steps_per_s"] > 0
+    assert row["ratio"] == row["eval"]["ms_per_step"] / row["policy"]["ms_per_step"]
+
+
+def test_bench_acting_options_are_checked(capsys):
+    assert main(["bench", "acting", "--envs", "1,x"]) == 1
+    assert main(["bench", "sac", "--envs", "16"]) == 1
+    err = capsys.readouterr().err
+    assert "comma-separated env counts" in err and "belong to `mjxmbrl bench acting`" in err

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import platform
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -505,4 +505,110 @@ def bench_memory(quick: bool = False, out: Optional[str] = None) -> str:
         "| --- | --- | --- | --- |",
     ] + [f"| {p} | {c:,} | {b / 2**20:,.1f} | {h} |" for p, c, b, h in rows] + [""]
     record = {"bench": "memory", "rows": [{"config": p, "peak_bytes": b, "how": h} for p, _, b, h in rows]}
+    return _write("\n".join(lines), record, out)
+
+
+ACTING_CONFIG = "configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml"
+
+
+def bench_acting(
+    quick: bool = False,
+    out: Optional[str] = None,
+    config: Optional[str] = None,
+    envs: Optional[Sequence[int]] = None,
+    steps: Optional[int] = None,
+    overrides: Sequence[str] = (),
+    calls: int = 3,
+) -> str:
+    """Cost per env step of acting with the planner against the amortized policy alone (Byravan et al. 2022).
+
+    Builds the MPC+MPO+BC agent of `config` (default configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml: SMC,
+    S = 250 particles, H = 10, over the per-group MLP model) with env.num_envs = N for each N in `envs`
+    (CPU default 1, 16, 64; accelerator 1, 256, 2048), with untrained parameters (the cost of a step does not
+    depend on their values). For each act mode, "eval" (the actor: plans every step) and "policy" (the
+    policy's mean, no planning), one jitted lax.scan runs `steps` vectorised steps of act + env.step
+    (the policy mode 10x as many, its steps being cheap); timed after a warm-up call, best of `calls`.
+    Ratio = ms per step of "eval" / ms per step of "policy". Quick: the toy task, N = 1, S = 8, H = 2, 2 steps,
+    16-unit networks.
+    """
+    from mjxmbrl.agents import EVAL, POLICY
+    from mjxmbrl.config import load_config
+
+    on_cpu = jax.devices()[0].platform == "cpu"
+    path = config or ACTING_CONFIG
+    sizes = tuple(envs) if envs else ((1,) if quick else ((1, 16, 64) if on_cpu else (1, 256, 2048)))
+    plan_steps = steps or (2 if quick else (5 if on_cpu else 20))
+    # Quick: the toy task and tiny networks, so that it compiles in seconds (the tests run it).
+    small = ["env.name=toy_reach", "env.action_repeat=1", "agent.policy_hidden_sizes=[16]", "agent.critic_hidden_sizes=[16]",
+             "model.hidden_sizes=[16]", "model.head_sizes=[16]", "planner.num_particles=8", "planner.horizon=2"] if quick else []
+    base = ["log.wandb=disabled", "log.progress=false", "replay.capacity=1000"] + small + list(overrides)
+    rows = []
+    for n in sizes:
+        cfg = load_config(path, base + [f"env.num_envs={n}"])
+        components = build(cfg)
+        env, agent = components.env, components.agent
+        # As init_state, without the replay this bench does not use; jitted: op by op it takes longer.
+        setup = jax.jit(lambda root: (agent.init(root), agent.init_carry(jax.random.fold_in(root, 2), n),
+                                      env.reset(jax.random.fold_in(root, 3))))
+        state, carry, env_state = setup(jax.random.PRNGKey(cfg.train.seed))
+        per_step = n * cfg.env.action_repeat
+
+        def make_run(mode, k):
+            @jax.jit
+            def run(key, state, carry, env_state):
+                def body(c, inputs):
+                    carry, env_state, finite = c
+                    k_act, t = inputs
+                    env_steps = (t * per_step).astype(jnp.int32)
+                    action, carry, _, _ = agent.act(k_act, state, carry, env_state, env_steps, mode)
+                    finite = finite & jnp.all(jnp.isfinite(action))
+                    return (carry, env.step(env_state, action), finite), None
+
+                inputs = (jax.random.split(key, k), jnp.arange(k))
+                return jax.lax.scan(body, (carry, env_state, jnp.array(True)), inputs)[0]
+
+            return run
+
+        row = {"num_envs": n}
+        for mode, k in ((EVAL, plan_steps), (POLICY, 10 * plan_steps)):
+            run = make_run(mode, k)
+            (_, _, finite), compile_s = timed(run, jax.random.PRNGKey(1), state, carry, env_state)
+            best = min(timed(run, jax.random.PRNGKey(2 + i), state, carry, env_state)[1] for i in range(calls))
+            row[mode] = {"steps": k, "compile_s": compile_s, "ms_per_step": best / k * 1e3,
+                         "agent_steps_per_s": n * k / best, "env_steps_per_s": per_step * k / best,
+                         "actions_finite": bool(finite)}
+        row["ratio"] = row[EVAL]["ms_per_step"] / row[POLICY]["ms_per_step"]
+        rows.append(row)
+
+    p = cfg.planner
+    command = "mjxmbrl bench acting" + (" --quick" if quick else "")
+    command += f" --config {config}" if config else ""
+    command += f" --envs {','.join(map(str, envs))}" if envs else ""
+    command += f" --steps {steps}" if steps else ""
+    lines = [
+        f"### Acting with {p.name.upper()} against the policy alone ({cfg.env.name}, {path})",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: {_machine()}",
+        f"- command: `{command}`",
+        f"- agent: {cfg.agent.name} + {p.name} (S = {getattr(p, 'num_particles', '-')} particles, H = {p.horizon}, "
+        f"proposal {getattr(p, 'proposal', '-')}, value {getattr(p, 'value', '-')}) over model {cfg.model.name}; "
+        f"action repeat {cfg.env.action_repeat}; untrained parameters (timing only)",
+        f"- one call: lax.scan of act + env.step, {plan_steps} vectorised steps planning (mode eval), "
+        f"{10 * plan_steps} with the policy mean (mode policy); best of {calls} after a warm-up call; "
+        "agent steps/s = N x steps / s, env steps/s counts action repeats",
+        "",
+        "| envs N | plan ms/step | policy ms/step | plan agent steps/s | policy agent steps/s | "
+        "plan env steps/s | policy env steps/s | ratio plan / policy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ] + [
+        f"| {r['num_envs']} | {r[EVAL]['ms_per_step']:.2f} | {r[POLICY]['ms_per_step']:.3f} | "
+        f"{r[EVAL]['agent_steps_per_s']:,.0f} | {r[POLICY]['agent_steps_per_s']:,.0f} | "
+        f"{r[EVAL]['env_steps_per_s']:,.0f} | {r[POLICY]['env_steps_per_s']:,.0f} | {r['ratio']:.1f} |"
+        for r in rows
+    ] + [""]
+    record = {
+        "bench": "acting", "config": path, "env": cfg.env.name, "action_repeat": cfg.env.action_repeat,
+        "planner": p.name, "num_particles": getattr(p, "num_particles", None), "horizon": p.horizon,
+        "model": cfg.model.name, "untrained": True, "command": command, "markdown": "\n".join(lines), "rows": rows,
+    }
     return _write("\n".join(lines), record, out)
