@@ -121,6 +121,8 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
         policy_params = learner.policy_params(state.learner)
         if planning is None or mode == POLICY or (mode == EXPLORE and cfg.planner.p_plan == 0.0):
             action = learner.policy(policy_params, net_obs(state, env_state.obs), key, mode != EXPLORE)
+            if mode != EXPLORE:  # evaluation stores nothing
+                return action, carry, {}, {}
             planned = jnp.zeros((env_state.obs.shape[0],), bool)
             return action, carry, behaviour_extras(state, env_state, action, planned, env_steps), {}
         k_plan, k_policy, k_mix = jax.random.split(key, 3)
