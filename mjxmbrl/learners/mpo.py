@@ -272,33 +272,38 @@ def make_mpo(cfg: MPOConfig, obs_size: int, action_size: int, total_env_steps: i
                        "learner/retrace_target": weighted_mean(targets, mask)}
 
     def policy_step(state: MPOState, states, state_weights, sampled, q_samples, obs, action, mask):
-        """E-step weights, the M-step + BC gradient step of the policy, and the duals' step."""
-        old_mean, old_std = policy.apply(state.target_policy_params, states)
+        """E-step weights, the M-step + BC gradient step of the policy, then the duals' step.
 
-        def loss_fn(params, duals):
-            temperature = _positive(duals["temperature"])
-            weights = e_step_weights(q_samples, jax.lax.stop_gradient(temperature))
+        The two losses are separable (multipliers are constants in the policy's loss, KLs constants in
+        the duals'), so each is one `gradient_step`; the duals' step sees the KLs of the policy before its step.
+        """
+        old_mean, old_std = policy.apply(state.target_policy_params, states)
+        temperature = _positive(state.duals["temperature"])
+        alpha_mean, alpha_std = _positive(state.duals["alpha_mean"]), _positive(state.duals["alpha_std"])
+        weights = e_step_weights(q_samples, temperature)
+
+        def policy_loss(params):
             mean, std = policy.apply(params, states)
             m = decoupled_m_step(mean, std, old_mean, old_std, sampled, weights, state_weights,
-                                 _positive(duals["alpha_mean"]), _positive(duals["alpha_std"]),
-                                 cfg.epsilon_mean, cfg.epsilon_std)
+                                 alpha_mean, alpha_std, cfg.epsilon_mean, cfg.epsilon_std)
             bc_mean, bc_std = policy.apply(params, obs)
             bc = bc_loss(bc_mean, bc_std, action, mask)
-            dual = temperature_dual(q_samples, temperature, cfg.epsilon, state_weights) + m.dual_loss
-            loss = cfg.mpo_weight * m.loss + cfg.bc_weight * bc + dual
-            return loss, {"learner/kl_mean": m.kl_mean, "learner/kl_std": m.kl_std, "learner/bc_loss": bc,
-                          "learner/policy_loss": m.loss, "learner/temperature": temperature,
-                          "learner/std": weighted_mean(jnp.mean(std, -1), state_weights)}
+            return cfg.mpo_weight * m.loss + cfg.bc_weight * bc, {
+                "learner/kl_mean": m.kl_mean, "learner/kl_std": m.kl_std, "learner/bc_loss": bc,
+                "learner/policy_loss": m.loss, "learner/std": weighted_mean(jnp.mean(std, -1), state_weights)}
 
-        grads_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
-        (policy_grads, dual_grads), metrics = grads_fn(state.policy_params, state.duals)
-        updates, policy_opt_state = policy_opt.update(policy_grads, state.policy_opt_state)
-        dual_updates, dual_opt_state = dual_opt.update(dual_grads, state.dual_opt_state)
-        state = state.replace(
-            policy_params=optax.apply_updates(state.policy_params, updates), policy_opt_state=policy_opt_state,
-            duals=optax.apply_updates(state.duals, dual_updates), dual_opt_state=dual_opt_state,
-        )
-        return state, metrics
+        step = gradient_step(policy_loss, policy_opt, state.policy_params, state.policy_opt_state, has_aux=True)
+        kl_mean, kl_std = step.aux["learner/kl_mean"], step.aux["learner/kl_std"]
+
+        def dual_loss(duals):
+            return (temperature_dual(q_samples, _positive(duals["temperature"]), cfg.epsilon, state_weights)
+                    + _positive(duals["alpha_mean"]) * (cfg.epsilon_mean - kl_mean)
+                    + _positive(duals["alpha_std"]) * (cfg.epsilon_std - kl_std))
+
+        dual = gradient_step(dual_loss, dual_opt, state.duals, state.dual_opt_state)
+        state = state.replace(policy_params=step.params, policy_opt_state=step.opt_state,
+                              duals=dual.params, dual_opt_state=dual.opt_state)
+        return state, {**step.aux, "learner/temperature": temperature}
 
     def update(key: PRNGKey, state: MPOState, batch, env_steps: Any, context: Optional[LearnContext] = None):
         """One MPO (+ BC) step on (windows [B, T], mask [B, T]) with raw observations."""
