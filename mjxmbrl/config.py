@@ -8,7 +8,10 @@ Each method's config class and its config-time check live with the method.
 `load_config(path, overrides)` reads YAML, applies `section.key=value`
 overrides, checks every key, type and choice (a config class lists its
 choices in a `choices` class attribute), runs the generic range checks and
-each named method's own check, and returns a `Config`. Unknown keys and names
+each named method's own check, and returns a `Config`. A path `configs/...`
+that is not a file where the command runs names the copy shipped inside the
+package (`mjxmbrl/configs/`), so installed wheels run the README's commands;
+a user's own file of that name wins. Unknown keys and names
 get a "did you mean" suggestion; wrong types name the key, the expected type
 and the value. Every error is a `ConfigError` (a `MjxmbrlError`), which the
 CLI prints as one line.
@@ -29,7 +32,9 @@ from mjxmbrl.planners.base import NoPlannerConfig
 from mjxmbrl.registry import did_you_mean
 from mjxmbrl.types import ConfigError
 
-__all__ = ["Config", "ConfigError", "EnvConfig", "LogConfig", "ReplayConfig", "TrainConfig", "load_config"]
+__all__ = ["Config", "ConfigError", "EnvConfig", "LogConfig", "ReplayConfig", "TrainConfig", "load_config", "resolve_config_path"]
+
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"  # the package's copy of the repository's configs/
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,10 +283,27 @@ def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, 
     return raw
 
 
-def read_yaml(path: str | Path) -> Dict[str, Any]:
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` if it is a file; else, for a relative `configs/<rest>`, the shipped `mjxmbrl/configs/<rest>`."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    if path.is_file():
+        return path
+    parts = path.parts
+    if not path.is_absolute() and len(parts) > 1 and parts[0] == "configs":
+        shipped = SHIPPED_CONFIGS.joinpath(*parts[1:])
+        if shipped.is_file():
+            return shipped
+        raise ConfigError(f"config file not found: {path} (neither here nor among the shipped configs; `mjxmbrl list configs` lists those)")
+    raise ConfigError(f"config file not found: {path}")
+
+
+def shipped_config_names() -> list:
+    """Every config shipped inside the package, as the `configs/...` path commands accept."""
+    return sorted(f"configs/{p.relative_to(SHIPPED_CONFIGS).as_posix()}" for p in SHIPPED_CONFIGS.rglob("*.yaml"))
+
+
+def read_yaml(path: str | Path) -> Dict[str, Any]:
+    path = resolve_config_path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

@@ -133,6 +133,12 @@ def _cmd_model_eval(args) -> int:
 
 
 def _cmd_list(args) -> int:
+    if args.what == "configs":
+        from mjxmbrl.config import SHIPPED_CONFIGS, shipped_config_names
+
+        print(f"# shipped in {SHIPPED_CONFIGS}; a file of the same path where you run wins")
+        print("\n".join(shipped_config_names()))
+        return 0
     if args.what == "experiments":
         from mjxmbrl.experiments import list_experiments
 
@@ -271,8 +277,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default RUN_DIR/model_eval or runs/model_eval-ENV)")
     p.set_defaults(fn=_cmd_model_eval)
 
-    p = sub.add_parser("list", help="list registered envs, agents, models or planners")
-    p.add_argument("what", choices=["envs", "agents", "models", "planners", "experiments"])
+    p = sub.add_parser("list", help="list registered envs, agents, models, planners, experiments or shipped configs")
+    p.add_argument("what", choices=["envs", "agents", "models", "planners", "experiments", "configs"])
     p.set_defaults(fn=_cmd_list)
 
     p = sub.add_parser("plot", help="learning curves of runs grouped by config: mean over seeds with a band")

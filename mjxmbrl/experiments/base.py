@@ -17,10 +17,10 @@ import fnmatch
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
+from mjxmbrl.config import SHIPPED_CONFIGS
 from mjxmbrl.types import MjxmbrlError
 
 # configs/ lives next to the package in the repository (editable install).
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET_NAMES = ("smoke", "small", "paper")
 
 
@@ -104,8 +104,13 @@ class Cell:
 
     @property
     def config_path(self) -> Path:
+        """The shipped copy of `configs/...` (not a file of that name where the command runs), or an absolute path."""
         path = Path(self.config)
-        return path if path.is_absolute() else REPO_ROOT / path
+        if path.is_absolute():
+            return path
+        if path.parts[0] != "configs":
+            raise ValueError(f"cell {self.id}: config {self.config} must be configs/... or an absolute path")
+        return SHIPPED_CONFIGS.joinpath(*path.parts[1:])
 
 
 @dataclasses.dataclass(frozen=True)
