@@ -163,18 +163,18 @@ def categorical_projection(support_src: jax.Array, probs_src: jax.Array, support
 
 
 def log_sum_exp_aggregate(values: jax.Array, kappa: Any, axis: int = 0) -> jax.Array:
-    """Optimistic aggregation of an ensemble, kappa log((1/K) sum_k exp(v_k / kappa)), over `axis` (size K).
+    """Optimistic aggregation of an ensemble, (1/kappa) log((1/K) sum_k exp(kappa v_k)), over `axis` (size K).
 
     POLO's value (Lowrey et al. 2019, "Plan Online, Learn Offline: Efficient Learning and
-    Exploration via Model-Based Control", arXiv:1811.01848, Eq. 6). The paper prints
-    log sum_k exp(kappa' V_k) with an inverse temperature kappa'; with kappa = 1/kappa', dividing
-    by kappa' and subtracting log K puts the result in the units of V, between the ensemble mean
-    (kappa -> inf, where it is mean + var / (2 kappa) to first order: the paper's "mean + variance
-    for small kappa'") and the ensemble max (kappa -> 0). values [K, ...] (axis 0 by default) -> [...];
-    computed with a max-shifted logsumexp, so small kappa does not overflow.
+    Exploration via Model-Based Control", arXiv:1811.01848, Eq. 6: log sum_k exp(kappa V_k), with
+    kappa the inverse temperature). Dividing by kappa and subtracting log K puts the result in the
+    units of V, between the ensemble mean (kappa -> 0, where it is mean + kappa var / 2 to first
+    order: the paper's "mean + variance for small kappa") and the ensemble max (kappa -> inf).
+    values [K, ...] (axis 0 by default) -> [...]; a max-shifted logsumexp, so large kappa does not
+    overflow.
     """
     num = values.shape[axis]
-    return kappa * (jax.nn.logsumexp(values / kappa, axis=axis) - jnp.log(num))
+    return (jax.nn.logsumexp(kappa * values, axis=axis) - jnp.log(num)) / kappa
 
 
 class GradientStep(NamedTuple):

@@ -22,6 +22,7 @@ from mjxmbrl.agents.base import (
     Agent,
 )
 from mjxmbrl.agents.mpc import MPCAgentConfig, check_mpc, make_mpc_agent
+from mjxmbrl.agents.polo import POLOConfig, check_polo, make_polo_agent
 from mjxmbrl.learners.mpo import MPOConfig, check_mpo, make_mpo
 from mjxmbrl.learners.sac import SACConfig, check_sac, make_sac
 from mjxmbrl.learners.svg import SVGConfig, check_svg, make_svg, svg_model_defaults
@@ -33,6 +34,7 @@ AGENTS.register("svg", SVGConfig, lambda cfg, parts: make_actor_critic_agent(cfg
                 defaults=svg_model_defaults)
 AGENTS.register("mpc", MPCAgentConfig, make_mpc_agent, check=check_mpc)
 AGENTS.register("mpo", MPOConfig, lambda cfg, parts: make_actor_critic_agent(cfg, parts, make_mpo), check=check_mpo)
+AGENTS.register("polo", POLOConfig, make_polo_agent, check=check_polo)
 
 
 class AgentParts(NamedTuple):

@@ -45,7 +45,7 @@ PLANNERS.register("mppi", MPPIConfig, lambda cfg, core, proposal, action_size: m
 PLANNERS.register("grad", GradConfig, make_grad, check=check_planner_common)
 
 
-VALUES = ("none", "soft", "q")
+VALUES = ("none", "soft", "q", "optimistic")
 
 
 def make_value_fn(learner, samples: int, normalize_obs: bool, kind: str = "soft"):
@@ -97,8 +97,13 @@ def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, agnostic=
     return single(cfg.proposal)
 
 
-def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: Optional[Any] = None, agnostic=None):
-    """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model` (`agnostic`: see make_proposal)."""
+def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: Optional[Any] = None, agnostic=None,
+                 value_fn=None):
+    """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model` (`agnostic`: see make_proposal).
+
+    value_fn: (value_params, obs [P, D], key) -> [P], the terminal value of an agent that builds its own
+    (POLO's optimistic ensemble value, planner.value=optimistic); otherwise it comes from `learner`.
+    """
     from mjxmbrl.envs.registry import get_spec
 
     entry = PLANNERS.get(cfg.name)
@@ -107,8 +112,12 @@ def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: 
         reward_fn = get_spec(env_cfg.name).reward_fn
         if reward_fn is None:
             raise MjxmbrlError(f"env '{env_cfg.name}' has no known reward; use planner.reward=model")
-    value_fn = None
-    if cfg.value != "none":
+    if cfg.value == "none":
+        value_fn = None
+    elif cfg.value == "optimistic":
+        if value_fn is None:
+            raise MjxmbrlError("planner.value=optimistic is the value ensemble of agent polo; other agents use soft or q")
+    else:
         if learner is None:
             raise MjxmbrlError(f"planner.value={cfg.value} needs a trained learner: set planner.source_run")
         value_fn = make_value_fn(learner, cfg.value_samples, env_cfg.normalize_obs, cfg.value)

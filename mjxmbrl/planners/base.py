@@ -40,7 +40,7 @@ class PlannerConfig:
     choices: ClassVar[Dict[str, Tuple[str, ...]]] = {
         "reward": ("known", "model"),
         "proposal": ("gaussian", "policy", "agnostic", "mixture"),
-        "value": ("none", "soft", "q"),
+        "value": ("none", "soft", "q", "optimistic"),
     }
 
     horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
@@ -57,6 +57,7 @@ class PlannerConfig:
     # soft value min_i Q_i(s, a) - alpha log pi(a|s)) | q (mean_i Q_i(s, a), no entropy term: Byravan App. F.2).
     # Default none: a planner must run without a learner (oracle MPC, `mjxmbrl plan`), and F.2 finds bootstrapping
     # task-dependent (it helps on walking, hurts on GTTP). value_samples = 10 as in F.2.
+    # optimistic: POLO's value ensemble aggregated by log-sum-exp (Lowrey et al. 2019 Eq. 6; agent polo only).
     value: str = "none"
     value_samples: int = 10
     source_run: Optional[str] = None  # run directory whose checkpoint supplies policy, value and learned model
@@ -94,6 +95,8 @@ def check_planner_common(cfg) -> None:
     components = tuple(p.mixture_components)
     if len(components) != 2 or any(c not in ("gaussian", "policy", "agnostic") for c in components):
         raise ConfigError(f"planner.mixture_components must be two of gaussian, policy, agnostic; got {list(components)}")
+    if p.value == "optimistic" and cfg.agent.name != "polo":
+        raise ConfigError("planner.value=optimistic is POLO's value ensemble: it needs agent polo (others: none, soft or q)")
     if cfg.model.name == "none":
         raise ConfigError("a planner needs a model: set model.name (oracle, or a learned model)")
     spec = ENV_SPECS.get(cfg.env.name)

@@ -43,6 +43,30 @@ def mppi_weights(returns: jax.Array, temperature: float) -> jax.Array:
     return jax.nn.softmax((returns - jnp.max(returns)) / temperature)
 
 
+def mppi_optimize(core: RolloutCore, pp, z0, mean: jax.Array, key, num: int, noise_sigma: float, temperature: float,
+                  iterations: int):
+    """`iterations` MPPI updates of the mean plan [H, A] from particles z0 [num].
+
+    Returns (mean [H, A], best [] the highest return scored over all iterations, ess [] of the last weights).
+    The first candidate of every iteration is the mean itself, so with num = 1 the result is the return
+    of `mean` (POLO's N-step targets, Eq. 7, use this as their trajectory optimiser).
+    """
+    horizon, action_size = mean.shape
+
+    def iteration(carry, k):
+        mean, best = carry
+        k_noise, k_score = jax.random.split(k)
+        noise = noise_sigma * jax.random.normal(k_noise, (num, horizon, action_size))
+        noise = noise.at[0].set(0.0)  # keep the current mean among the candidates
+        samples = clip_actions(mean[None] + noise)
+        returns = core.score(pp, z0, samples, k_score)
+        weights = mppi_weights(returns, temperature)
+        return (jnp.einsum("n,nha->ha", weights, samples), jnp.maximum(best, jnp.max(returns))), effective(weights)
+
+    (mean, best), ess = jax.lax.scan(iteration, (mean, jnp.asarray(-jnp.inf)), jax.random.split(key, iterations))
+    return mean, best, ess[-1]
+
+
 def make_mppi(cfg, core: RolloutCore, action_size: int) -> Planner:
     """cfg: num_samples, horizon, temperature, noise_sigma, iterations."""
     num, horizon = cfg.num_samples, cfg.horizon
@@ -54,20 +78,10 @@ def make_mppi(cfg, core: RolloutCore, action_size: int) -> Planner:
     def plan(key, planner_state, obs, belief, pp, progress=0.0):
         del progress
         k_init, k_iters = jax.random.split(key)
-        mean = planner_state["mean"]
         z0 = core.initial_particles(pp, obs, k_init, num, belief)
-
-        def iteration(mean, k):
-            k_noise, k_score = jax.random.split(k)
-            noise = cfg.noise_sigma * jax.random.normal(k_noise, (num, horizon, action_size))
-            noise = noise.at[0].set(0.0)  # keep the current mean among the candidates
-            samples = clip_actions(mean[None] + noise)
-            returns = core.score(pp, z0, samples, k_score)
-            weights = mppi_weights(returns, cfg.temperature)
-            return jnp.einsum("n,nha->ha", weights, samples), (jnp.max(returns), effective(weights))
-
-        mean, (best, ess) = jax.lax.scan(iteration, mean, jax.random.split(k_iters, cfg.iterations))
-        return mean[0], {"mean": shift_plan(mean)}, {"planner/return_max": best[-1], "planner/ess": ess[-1]}
+        mean, best, ess = mppi_optimize(core, pp, z0, planner_state["mean"], k_iters, num, cfg.noise_sigma,
+                                        cfg.temperature, cfg.iterations)
+        return mean[0], {"mean": shift_plan(mean)}, {"planner/return_max": best, "planner/ess": ess}
 
     return Planner(init=init, plan=plan)
 

@@ -1,0 +1,149 @@
+"""POLO (Lowrey et al. 2019, arXiv:1811.01848): the value ensemble with randomized priors (Eq. 5), the
+trajectory-optimised N-step targets (Eq. 7) from restored simulator snapshots, and the agent through
+`mjxmbrl train`. (The log-sum-exp aggregate of Eq. 6 is tested in tests/test_ops.py.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mjxmbrl.agents.polo import make_nstep_target
+from mjxmbrl.config import ConfigError, load_config
+from mjxmbrl.envs.snapshots import restore, snapshot
+from mjxmbrl.envs.wrappers import make_vector_env
+from mjxmbrl.learners.polo_value import make_prior_value_ensemble
+from mjxmbrl.models import make_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = "PointMass"  # DM Control point mass: the cheapest MJX task with 2-D actions
+TINY = [
+    f"env.name={TASK}", "env.num_envs=2", "agent.name=polo", "agent.num_values=3", "agent.batch_size=4",
+    "agent.target_horizon=2", "agent.target_samples=4", "model.name=oracle", "planner.name=mppi",
+    "planner.horizon=3", "planner.num_samples=6", "planner.value=optimistic",
+]
+
+
+def test_prior_stays_fixed_while_the_trainable_part_fits_its_targets():
+    ens = make_prior_value_ensemble(obs_size=4, num_values=3, hidden_sizes=(16, 16), target_noise=0.0, weight_decay=0.0, lr=1e-2)
+    state = ens.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (32, 4))
+    targets = jnp.stack([jnp.sin(obs[:, 0]), jnp.cos(obs[:, 1]), obs[:, 2]])  # a different target per member [3, 32]
+    prior0, params0 = state.prior, state.params
+    update = jax.jit(ens.update)
+    losses = []
+    for i in range(200):
+        state, metrics = update(jax.random.PRNGKey(i), state, obs, targets)
+        losses.append(float(metrics["learner/value_loss"]))
+    for a, b in zip(jax.tree.leaves(prior0), jax.tree.leaves(state.prior)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params0), jax.tree.leaves(state.params)))
+    assert losses[-1] < 0.1 * losses[0]
+    # members differ (their priors and targets do), and member(k) is row k of values
+    values = ens.values(state, obs)
+    np.testing.assert_allclose(ens.member(state, 1, obs), values[1], rtol=1e-5, atol=1e-6)
+    assert float(jnp.mean(jnp.abs(values[0] - values[1]))) > 0.1
+
+
+def test_prior_decides_the_value_far_from_the_data():
+    """Untrained states keep the members' disagreement (the optimism POLO explores with)."""
+    ens = make_prior_value_ensemble(obs_size=2, num_values=6, hidden_sizes=(32, 32), target_noise=0.0, prior_scale=3.0, lr=1e-2)
+    state = ens.init(jax.random.PRNGKey(0))
+    seen = jax.random.uniform(jax.random.PRNGKey(1), (64, 2), minval=-0.2, maxval=0.2)
+    update = jax.jit(ens.update)
+    for i in range(300):
+        state, _ = update(jax.random.PRNGKey(i), state, seen, jnp.zeros((6, 64)))
+    unseen = jnp.full((1, 2), 3.0)
+    spread_seen = float(jnp.mean(jnp.std(ens.values(state, seen), axis=0)))
+    spread_unseen = float(jnp.std(ens.values(state, unseen)))
+    assert spread_unseen > 5 * spread_seen
+
+
+@pytest.fixture(scope="module")
+def pointmass():
+    env = make_vector_env(TASK, 1, impl="jax", auto_reset=False)
+    step = jax.jit(env.step_one)
+    state = env.reset_one(jax.random.PRNGKey(0))
+    states = []
+    for i in range(6):
+        state = step(state, jnp.array([jnp.sin(i), jnp.cos(i)]))
+        states.append(state)
+    return env, step, jax.tree.map(lambda *x: jnp.stack(x), *states)
+
+
+def test_restored_snapshot_steps_exactly_like_the_recorded_state(pointmass):
+    env, step, states = pointmass
+    one = jax.tree.map(lambda x: x[3], states)
+    restored = restore(env.reset_one(jax.random.PRNGKey(9)), snapshot(one), one.obs)
+    action = jnp.array([0.7, -0.4])
+    a, b = step(one, action), step(restored, action)
+    np.testing.assert_array_equal(a.obs, b.obs)
+    np.testing.assert_array_equal(a.reward, b.reward)
+
+
+def test_nstep_target_with_n_1_is_reward_plus_discounted_member_value(pointmass):
+    env, step, states = pointmass
+    cfg = load_config(None, [*TINY, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9"])
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    values_state = ens.init(jax.random.PRNGKey(3))
+    model = make_model(cfg.model, cfg.env)
+    target = jax.jit(make_nstep_target(cfg, ens, model))
+    template = env.reset_one(jax.random.PRNGKey(0))
+    y = target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs)  # [K, n]
+    assert y.shape == (3, 6)
+    nxt = jax.vmap(lambda s: step(s, jnp.zeros(2)))(states)  # the one candidate: the zero plan
+    expected = nxt.reward[None] + 0.9 * ens.values(values_state, nxt.obs)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_nstep_target_optimises_over_candidates(pointmass):
+    """More candidates and N > 1 can only find a better (never worse) return than the zero plan alone."""
+    env, step, states = pointmass
+    base = [*TINY, "agent.target_horizon=3", "planner.discount=0.9"]
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    values_state = ens.init(jax.random.PRNGKey(3))
+    template = env.reset_one(jax.random.PRNGKey(0))
+    out = {}
+    for samples in (1, 64):
+        cfg = load_config(None, [*base, f"agent.target_samples={samples}"])
+        target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
+        out[samples] = target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs)
+    assert np.all(np.asarray(out[64]) >= np.asarray(out[1]) - 1e-6)
+    assert float(jnp.mean(out[64] - out[1])) > 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.name=mlp", "model.name=oracle"),
+    ("planner.name=cem", "planner.name=mppi"),
+    ("planner.value=soft", "planner.value must be optimistic"),
+    ("agent.kappa=0", "kappa"),
+])
+def test_bad_polo_configs_are_rejected(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [*TINY, override])
+
+
+def test_optimistic_value_needs_agent_polo():
+    with pytest.raises(ConfigError, match="needs agent polo"):
+        load_config(None, [f"env.name={TASK}", "agent.name=sac", "model.name=oracle", "planner.name=mppi", "planner.value=optimistic"])
+
+
+@pytest.mark.slow
+def test_polo_trains_and_evaluates_through_the_cli(tmp_path):
+    args = [*TINY, "train.total_env_steps=40", "train.warmup_env_steps=0", "train.update_every=2", "train.updates_per_step=2",
+            "train.log_every=20", "train.eval_every=40", "train.eval_episodes=1", "train.checkpoint_every=40",
+            "env.episode_length=20", "log.wandb=disabled", "log.progress=false", f"log.runs_dir={tmp_path}", "log.run_name=polo"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-m", "mjxmbrl.cli", "train", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "polo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in rows] == [20, 40]
+    assert all(np.isfinite(r["learner/value_loss"]) for r in rows)
+    assert rows[-1]["learner/target_mean"] != 0.0 and "eval/return" in rows[-1]
+    summary = json.loads((tmp_path / "polo" / "summary.json").read_text())
+    assert summary["finished"] and summary["env_steps"] == 40
