@@ -369,35 +369,39 @@ def _write(report: str, record: dict, out: Optional[str]) -> str:
     return report
 
 
+def env_throughput(name: str, num_envs: int, steps: int, calls: int = 3) -> tuple:
+    """(compile s, best call s, env steps/s) of one jitted call: reset + `steps` vectorised env.step
+    with uniform random actions, auto-reset on (MJX JAX backend); best of `calls` after compiling."""
+    from mjxmbrl.envs import make_vector_env
+
+    env = make_vector_env(name, num_envs, impl="jax", auto_reset=True)
+
+    @jax.jit
+    def run(key):
+        state = env.reset(key)
+
+        def body(state, k):
+            action = jax.random.uniform(k, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return env.step(state, action), None
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[0].reward
+
+    _, compile_s = timed(run, jax.random.PRNGKey(0))
+    best = min(timed(run, jax.random.PRNGKey(i + 1))[1] for i in range(calls))
+    return compile_s, best, num_envs * steps / best
+
+
 def bench_scaling(quick: bool = False, out: Optional[str] = None, env_name: str = "CartpoleSwingup") -> str:
     """Env steps/s against the number of parallel envs: jitted scan of env.step with uniform actions (no learning).
 
     Sizes: 1..1024 envs on a CPU, 1..4096 on an accelerator (quick: 1, 8 on the toy task). Best of 3 calls
     after compiling, `steps` vectorised steps each.
     """
-    from mjxmbrl.envs import make_vector_env
-
     on_cpu = jax.devices()[0].platform == "cpu"
     sizes = (1, 8) if quick else ((1, 16, 64, 256, 1024) if on_cpu else (1, 64, 256, 1024, 2048, 4096))
     name = "toy_reach" if quick else env_name
     steps = 20 if quick else 100
-    rows = []
-    for n in sizes:
-        env = make_vector_env(name, n, impl="jax", auto_reset=True)
-
-        @jax.jit
-        def run(key, env=env, n=n):
-            state = env.reset(key)
-
-            def body(state, k):
-                action = jax.random.uniform(k, (n, env.action_size), minval=-1.0, maxval=1.0)
-                return env.step(state, action), None
-
-            return jax.lax.scan(body, state, jax.random.split(key, steps))[0].reward
-
-        _, compile_s = timed(run, jax.random.PRNGKey(0))
-        best = min(timed(run, jax.random.PRNGKey(i + 1))[1] for i in range(3))
-        rows.append((n, compile_s, best, n * steps / best))
+    rows = [(n, *env_throughput(name, n, steps)) for n in sizes]
     lines = [
         f"### Env steps/s against parallel envs ({name}, impl jax)",
         "",
