@@ -3,7 +3,7 @@
 This module parses the arguments and dispatches; each command's work lives
 next to it: `plan.py` (`mjxmbrl plan`), `evaluate.py` (`eval`, with
 `video.py` for `--video`), `model_eval.py`, `sweep.py`, `reproduce.py`,
-`plotting.py` (`plot`), `bench.py`.
+`plotting.py` (`plot`), `bench.py` (`bench`; `bench gpu` in `bench_gpu.py`).
 `train` calls the run loop, `mjxmbrl.run.loop.train`.
 
 Every user error is a `MjxmbrlError`: printed as one `error:` line, exit code 1
@@ -201,6 +201,12 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    if args.what == "gpu":
+        from mjxmbrl.cli.bench_gpu import cmd_bench_gpu
+
+        return cmd_bench_gpu(args)
+    if args.budget is not None or args.parts:
+        raise MjxmbrlError("--budget and --parts belong to `mjxmbrl bench gpu`")
     from mjxmbrl.cli import bench as benches
 
     bench = getattr(benches, f"bench_{args.what}")
@@ -311,12 +317,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")
-    p.add_argument("what", choices=["sac", "svg", "models", "planners", "scaling", "seeds", "memory", "acting"])
+    p.add_argument("what", choices=["sac", "svg", "models", "planners", "scaling", "seeds", "memory", "acting", "gpu"])
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
-    p.add_argument("--out", default=None, help="markdown file to append the results to")
+    p.add_argument("--out", default=None, help="markdown file to append the results to (gpu: a directory, default runs/bench/gpu)")
     p.add_argument("--config", default=None, help="acting: the agent's config (default configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml)")
     p.add_argument("--envs", default=None, help="acting: comma-separated numbers of parallel envs (default 1,16,64 on a CPU, 1,256,2048 otherwise)")
     p.add_argument("--steps", type=int, default=None, help="acting: vectorised steps per timed call while planning (the policy runs 10x as many)")
+    from mjxmbrl.cli.bench_gpu import add_gpu_arguments
+
+    add_gpu_arguments(p)
     p.set_defaults(fn=_cmd_bench)
 
     p = sub.add_parser("sweep", help="run a W&B sweep file locally: mjxmbrl sweep SWEEP.yaml [--config BASE.yaml] [--dry-run]")
