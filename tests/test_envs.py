@@ -1,5 +1,7 @@
 """Env registry, Brax/Playground adapters, toy env and the batched wrapper."""
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,12 +29,14 @@ def _compile(fn, *args):
 
 def test_list_env_specs_sorted_and_complete():
     specs = list_env_specs()
-    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1
+    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 6
     keys = [(s.family, s.name) for s in specs]
     assert keys == sorted(keys)
     brax_names = {s.name for s in specs if s.family == "brax"}
     assert brax_names == {"ant", "hopper", "halfcheetah", "walker2d", "humanoid", "swimmer"}
     assert ENV_SPECS["toy_reach"].family == "toy"
+    polo_names = {s.name for s in specs if s.family == "polo"}
+    assert polo_names == {"PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse"}
 
 
 def test_dm_control_specs_match_playground(tmp_path, monkeypatch):
@@ -59,6 +63,33 @@ def test_dm_control_specs_match_playground(tmp_path, monkeypatch):
         except Exception:
             obs_size = env.observation_size
         assert obs_size == spec.obs_size, name
+
+
+def test_polo_specs_match_envs(tmp_path, monkeypatch):
+    """The POLO rows (family "polo", envs/polo_envs.py) against the built envs (impl "jax")."""
+    monkeypatch.chdir(tmp_path)
+    import mujoco
+    from mujoco import mjx
+
+    from mjxmbrl.envs import polo_envs
+
+    polo = {s.name: s for s in list_env_specs() if s.family == "polo"}
+    assert set(polo) == set(polo_envs.ALL_TASKS)
+    for name, spec in polo.items():
+        env = make_env(name, impl="jax")
+        base = env.unwrapped
+        assert env.action_size == base.mjx_model.nu == spec.action_size, name
+        assert env.dt == pytest.approx(spec.ctrl_dt) and base._config.episode_length == spec.episode_length, name
+        assert not spec.has_termination and spec.reward_fn is not None and spec.obs_groups, name
+        assert spec.obs_groups[-1].stop == spec.obs_size, name
+        # The env's own observation on a C-forwarded state (no contacts: mjx.put_data cannot place
+        # every contact of a body lying on the floor), as in the DM Control check above.
+        model = copy.deepcopy(base.mj_model)
+        model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        obs = jax.eval_shape(lambda d: base._get_obs(d, {}), mjx.put_data(model, data, impl="jax"))
+        assert obs.shape == (spec.obs_size,), name
 
 
 def test_unknown_env_name_suggests_closest():

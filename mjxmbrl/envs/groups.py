@@ -83,6 +83,14 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
     **{name: (_g("position", 0, n, n + 1), _g("velocity", n, 2 * n + 1)) for name, n in _BRAX_PLANAR.items()},
     "swimmer": (_g("joint_angles", 0, 3, 5), _g("velocity", 3, 8)),
     "toy_reach": (_g("position", 0, 2, 2), _g("velocity", 2, 4), _g("goal", 4, 6)),
+    # POLO tasks (envs/polo_envs.py); the getups append the root height (torso z), whose
+    # d/dt is the root's z velocity: humanoid qvel[2] at obs 40 + 2, walker qvel[0] (rootz) at obs 15.
+    "PointMassBox": (_g("position", 0, 2, 2), _g("velocity", 2, 4)),
+    "PointMassMaze": (_g("position", 0, 2, 2), _g("velocity", 2, 4)),
+    "HumanoidGetup": _HUMANOID_DMC + (_g("root_height", 67, 68, 42),),
+    "HumanoidGetupSparse": _HUMANOID_DMC + (_g("root_height", 67, 68, 42),),
+    "WalkerGetup": _WALKER_DMC + (_g("root_height", 24, 25, 15),),
+    "WalkerGetupSparse": _WALKER_DMC + (_g("root_height", 24, 25, 15),),
     # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
 }
 

@@ -9,6 +9,11 @@ imports no simulator. Families:
 - "brax": Brax gym-style tasks on the MJX pipeline, adapted to the Playground
   State (`pipeline_state` becomes `data`).
 - "toy": `toy_reach`, a tiny pure-JAX task (mjxmbrl/envs/toy.py).
+- "polo": the tasks of POLO (Lowrey et al. 2019, arXiv:1811.01848), our own
+  MJX envs (mjxmbrl/envs/polo_envs.py; impl "jax" or "warp"): the reward-free
+  point-mass worlds `PointMassBox`, `PointMassMaze` (Sec. 3.1; coverage grid in
+  envs/point_mass_worlds.py) and the getups `HumanoidGetup`, `WalkerGetup`
+  and their *Sparse variants (App. A.1; rewards in envs/getup.py); done only on NaN.
 
 Each task has one `EnvSpec`: its sizes, control step, episode length, whether
 it terminates, its observation groups (envs/groups.py: the per-group MLP model
@@ -31,7 +36,8 @@ import jax
 if TYPE_CHECKING:  # importing Playground/MJX takes seconds; listing envs must not
     from mujoco_playground._src.mjx_env import State
 
-from mjxmbrl.envs import toy
+from mjxmbrl.envs import getup, toy
+from mjxmbrl.envs import point_mass_worlds as pmw
 from mjxmbrl.envs.groups import OBS_GROUPS, TASK_GROUPS, ObsGroup
 from mjxmbrl.envs.rewards import KNOWN_REWARDS
 from mjxmbrl.types import MjxmbrlError
@@ -43,7 +49,7 @@ class EnvSpec(NamedTuple):
     """Static facts about a task. episode_length is in control steps, ctrl_dt in seconds."""
 
     name: str
-    family: str  # "dm_control" | "brax" | "toy"
+    family: str  # "dm_control" | "brax" | "toy" | "polo"
     obs_size: int
     action_size: int
     episode_length: int
@@ -65,6 +71,11 @@ def _dm(name: str, obs: int, act: int, dt: float) -> EnvSpec:
 
 def _brax(name: str, obs: int, act: int, dt: float, term: bool) -> EnvSpec:
     return EnvSpec(name, "brax", obs, act, 1000, dt, term)
+
+
+def _polo(name: str, obs: int, act: int, length: int, dt: float, reward_fn: Callable[..., jax.Array]) -> EnvSpec:
+    # Reward known exactly from the observation (0, or the root height); done only on NaN physics.
+    return EnvSpec(name, "polo", obs, act, length, dt, False, reward_fn=reward_fn)
 
 
 _SPEC_LIST = [
@@ -106,10 +117,18 @@ _SPEC_LIST = [
     # not mjx.Data (the MJX oracle model cannot use it).
     _brax("swimmer", 8, 2, 0.04, False),
     EnvSpec("toy_reach", "toy", toy.OBS_SIZE, toy.ACTION_SIZE, toy.EPISODE_LENGTH, toy.DT, True),
+    # POLO tasks, measured with mjxmbrl.envs.polo_envs.make(name, impl="jax") (tests/test_envs.py).
+    # The getup observations are the DM Control ones plus the root height (last entry).
+    _polo("PointMassBox", pmw.OBS_SIZE, pmw.ACTION_SIZE, pmw.EPISODE_LENGTH, pmw.CTRL_DT, pmw.zero_reward),
+    _polo("PointMassMaze", pmw.OBS_SIZE, pmw.ACTION_SIZE, pmw.EPISODE_LENGTH, pmw.CTRL_DT, pmw.zero_reward),
+    _polo("HumanoidGetup", 68, 21, getup.EPISODE_LENGTH, 0.025, getup.humanoid_getup_reward),
+    _polo("HumanoidGetupSparse", 68, 21, getup.EPISODE_LENGTH, 0.025, getup.humanoid_getup_sparse_reward),
+    _polo("WalkerGetup", 25, 6, getup.EPISODE_LENGTH, 0.025, getup.walker_getup_reward),
+    _polo("WalkerGetupSparse", 25, 6, getup.EPISODE_LENGTH, 0.025, getup.walker_getup_sparse_reward),
 ]
 
 ENV_SPECS: Dict[str, EnvSpec] = {
-    spec.name: spec._replace(obs_groups=OBS_GROUPS.get(spec.name, ()), reward_fn=KNOWN_REWARDS.get(spec.name))
+    spec.name: spec._replace(obs_groups=OBS_GROUPS.get(spec.name, ()), reward_fn=KNOWN_REWARDS.get(spec.name, spec.reward_fn))
     for spec in _SPEC_LIST
 }
 
@@ -202,7 +221,7 @@ def make_env(name: str, impl: str = "jax", episode_length: Optional[int] = None)
 
     Args:
       name: a key of ENV_SPECS.
-      impl: MJX backend for Playground tasks, "jax" or "warp" (Brax tasks: "jax"
+      impl: MJX backend for Playground and POLO tasks, "jax" or "warp" (Brax tasks: "jax"
         only; the pure-JAX toy ignores it).
       episode_length: overrides spec.episode_length (control steps). The env
         itself does not enforce it; `make_vector_env` does.
@@ -226,6 +245,10 @@ def make_env(name: str, impl: str = "jax", episode_length: Optional[int] = None)
         if episode_length is not None:
             overrides["episode_length"] = spec.episode_length
         return PlaygroundEnv(pg_registry.load(name, config_overrides=overrides), spec)
+    if spec.family == "polo":
+        from mjxmbrl.envs import polo_envs
+
+        return PlaygroundEnv(polo_envs.make(name, impl=impl, episode_length=spec.episode_length), spec)
     if spec.family == "brax":
         if impl != "jax":
             raise MjxmbrlError(f"env '{name}' is a Brax task and supports impl 'jax' only, got '{impl}'")
