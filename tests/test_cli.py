@@ -50,6 +50,7 @@ def finished_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     proc = cli("train", "configs/debug.yaml", *TINY, f"log.runs_dir={runs}", "log.run_name=smoke", "log.wandb=offline")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (runs / "train_stdout.txt").write_text(proc.stdout)
     return runs / "smoke"
 
 
@@ -65,6 +66,14 @@ def test_train_smoke_writes_the_run_directory(finished_run):
     assert summary["env_steps"] == 1600 and summary["finished"]
     assert list((run / "checkpoints").iterdir())
     assert list((run / "wandb").glob("offline-run-*")), "W&B offline run missing"
+
+
+def test_train_prints_where_the_curve_metrics_checkpoints_are_and_how_to_watch(finished_run):
+    out = (finished_run.parent / "train_stdout.txt").read_text()
+    for name, path in [("curve", "learning_curve.png"), ("metrics", "metrics.jsonl"), ("checkpoints", "checkpoints")]:
+        (line,) = [l for l in out.splitlines() if l.strip().startswith(f"{name}:")]
+        assert line.split(":", 1)[1].strip() == str(finished_run / path)
+    assert f"mjxmbrl eval {finished_run} --video" in out
 
 
 def test_eval_command(finished_run):

@@ -46,7 +46,21 @@ def _cmd_train(args) -> int:
         f"done: {run_dir} | env steps {summary['env_steps']} | final eval {summary['final_eval_return']} "
         f"| best eval {summary['best_eval_return']} | {summary['wall_time_s']:.0f}s"
     )
+    print(where_outputs_are(run_dir))
     return 0
+
+
+def where_outputs_are(run_dir: Path) -> str:
+    """What a finished run wrote and how to look at it, one line each (printed after `mjxmbrl train`)."""
+    lines = [
+        ("curve", run_dir / "learning_curve.png"),
+        ("metrics", run_dir / "metrics.jsonl"),
+        ("checkpoints", run_dir / "checkpoints"),
+        ("policy", run_dir / "policy"),
+    ]
+    out = [f"  {name + ':':<13}{path}" for name, path in lines if path.exists()]
+    out.append(f"  {'video:':<13}mjxmbrl eval {run_dir} --video   (writes {run_dir}/videos/eval-<env_steps>.mp4)")
+    return "\n".join(out)
 
 
 def _cmd_eval(args) -> int:
