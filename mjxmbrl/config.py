@@ -69,6 +69,9 @@ class TrainConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 50_000  # env steps; rounded up to a whole number of chunks
     keep_checkpoints: int = 3
+    # Also log the env's own per-step metrics (Playground's reward terms, the POLO worlds' coverage) as
+    # env/<name>: the mean over envs at the last step of each logged chunk.
+    log_env_metrics: bool = False
     # Independent seeds seed, seed+1, ..., seed+num_seeds-1 trained together in one jitted program
     # (the whole TrainState vmapped over a leading seed axis); summary.json reports their mean and spread.
     num_seeds: int = 1

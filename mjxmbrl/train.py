@@ -154,6 +154,8 @@ def make_train_step(components: Components):
             **act_metrics,
             **learn_metrics,
         }
+        if cfg.train.log_env_metrics:
+            metrics.update({f"env/{name}": jnp.mean(value) for name, value in env_state.metrics.items()})
         return ts, metrics
 
     return train_step

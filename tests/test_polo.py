@@ -134,8 +134,8 @@ def test_optimistic_value_needs_agent_polo():
 
 
 @pytest.mark.slow
-def test_polo_trains_and_evaluates_through_the_cli(tmp_path):
-    args = [*TINY, "train.total_env_steps=40", "train.warmup_env_steps=0", "train.update_every=2", "train.updates_per_step=2",
+def test_polo_trains_and_evaluates_through_the_cli_and_logs_coverage(tmp_path):
+    args = [*TINY, "env.name=PointMassMaze", "train.log_env_metrics=true", "train.total_env_steps=40", "train.warmup_env_steps=0", "train.update_every=2", "train.updates_per_step=2",
             "train.log_every=20", "train.eval_every=40", "train.eval_episodes=1", "train.checkpoint_every=40",
             "env.episode_length=20", "log.wandb=disabled", "log.progress=false", f"log.runs_dir={tmp_path}", "log.run_name=polo"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -145,5 +145,7 @@ def test_polo_trains_and_evaluates_through_the_cli(tmp_path):
     assert [r["env_steps"] for r in rows] == [20, 40]
     assert all(np.isfinite(r["learner/value_loss"]) for r in rows)
     assert rows[-1]["learner/target_mean"] != 0.0 and "eval/return" in rows[-1]
+    # the world's coverage, logged at each chunk's last step: at least the start cell, never less later
+    assert 0 < rows[0]["env/coverage"] <= rows[1]["env/coverage"] <= 1
     summary = json.loads((tmp_path / "polo" / "summary.json").read_text())
     assert summary["finished"] and summary["env_steps"] == 40

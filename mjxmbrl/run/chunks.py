@@ -32,6 +32,10 @@ def summarize_chunk(metrics: Metrics) -> dict:
                 row[key] = float((values * planning).sum() / planning.sum())
         elif key.startswith("planner/") or key == "train/planned_fraction":
             row[key] = float(values.mean())
+    # The env's own metrics (train.log_env_metrics): their value at the chunk's last step, the row's env_steps.
+    for key, values in m.items():
+        if key.startswith("env/"):
+            row[key] = float(values[-1])
     if m["train/invalid_transitions"].sum() > 0:
         row["train/invalid_transitions"] = float(m["train/invalid_transitions"].sum())
     row["train/params_finite"] = bool(m["train/params_finite"].all())

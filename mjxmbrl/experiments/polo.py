@@ -1,0 +1,121 @@
+"""Experiments of POLO: Lowrey, Rajeswaran, Kakade, Todorov, Mordatch 2019, "Plan Online, Learn Offline:
+Efficient Learning and Exploration via Model-Based Control", arXiv:1811.01848.
+
+`polo-exploration` (Sec. 3.1, Fig. 2a): coverage of the occupancy grid over one life of a point mass in
+a world with no reward, in an empty box and in a maze: random actions at every step (the paper's
+per-time-step random exploration: the uniform warm-up of the train step over the whole life), greedy
+(POLO with a planning horizon of 1) and POLO (H = 32), 10 seeds. The metric is `env/coverage`, the
+fraction of the world's reachable cells visited so far (envs/point_mass_worlds.py).
+
+`polo-horizon` (Sec. 3.2-3.3, Fig. 3 and 4a): the getup return of MPC alone (no value) against POLO
+at planning horizons 4, 8, 16 and 32 agent steps, and POLO with N-step targets N = 1, 4 and 16 at
+H = 8. The CPU budgets run the walker getup (the humanoid is too slow to plan with on a 2-core
+CPU: docs/polo.md has its plan time); `paper` is the humanoid getup at the paper's scale (120
+rollouts, H = 64 at 0.008 s there: 0.5 s; ours H = 20 at 0.025 s covers the same 0.5 s), 12,000 steps.
+Its metric is the mean training reward per step over the last logged chunk (`train/reward`): POLO
+reports the return of the lifetime's behaviour, not of separate evaluation episodes.
+
+The paper gives curves only (no table), so no cell has a published number.
+"""
+
+from __future__ import annotations
+
+from mjxmbrl.experiments.base import Budget, Cell, Experiment, register
+
+PAPER = "Lowrey et al. 2019 (arXiv:1811.01848)"
+NO_LEARNING = 10**9  # warm-up env steps that outlast any budget: uniform random actions for the whole life
+
+EXPLORATION_TASKS = {"point_mass_maze": "configs/polo/point_mass_maze.yaml", "point_mass_box": "configs/polo/point_mass_box.yaml"}
+EXPLORERS = {
+    # random actions at every step; the planner is kept minimal since its action is never executed
+    "random": ("planner.value=none", "planner.horizon=1", "planner.num_samples=1",
+               f"train.warmup_env_steps={NO_LEARNING}"),
+    "greedy": ("planner.horizon=1",),
+    "polo": (),
+}
+
+
+def _exploration_budgets() -> dict:
+    life = lambda steps: (f"env.episode_length={steps}", "log.wandb=disabled")  # noqa: E731  one life, no resets
+    return {
+        "smoke": Budget("smoke", total_env_steps=100, eval_every=100, eval_episodes=1, seeds=2,
+                        overrides=life(100) + ("train.log_every=25", "train.updates_per_step=2")),
+        "small": Budget("small", total_env_steps=1000, eval_every=1000, eval_episodes=1, seeds=10, overrides=life(1000)),
+        "paper": Budget("paper", total_env_steps=1000, eval_every=1000, eval_episodes=1, seeds=10,
+                        overrides=life(1000) + ("train.updates_per_step=64", "agent.target_samples=32", "agent.target_horizon=8")),
+    }
+
+
+POLO_EXPLORATION = register(
+    Experiment(
+        name="polo-exploration",
+        paper=PAPER,
+        table="Fig. 2a: coverage of the occupancy grid in reward-free point-mass worlds (random, greedy H = 1, POLO H = 32)",
+        description=(
+            "a 2-D point mass in an empty box and in a maze with no reward, one life of 1000 control steps without "
+            "resets; per-step random actions, POLO with H = 1 (greedy) and POLO with H = 32; coverage of the reachable "
+            "cells of a 16 x 16 grid"
+        ),
+        cells=tuple(
+            Cell(method=method, task=task, config=config, action_repeat=1, overrides=overrides)
+            for task, config in EXPLORATION_TASKS.items()
+            for method, overrides in EXPLORERS.items()
+        ),
+        budgets=_exploration_budgets(),
+        notes=(
+            "Our own MJX worlds stand in for the paper's (its layouts are not published): a 2 m square arena of 16 x 16 "
+            "cells, the maze a spanning tree of corridors (envs/point_mass_worlds.py). Ours is the coverage at the end "
+            "of the life (`env/coverage`); random is the train step's uniform actions over the whole life. CPU budget "
+            "(`small`): G = 16 gradient steps every 16 steps, targets optimised over 16 trajectories of N = 4 steps; "
+            "`paper`: G = 64 (the paper's humanoid setting), 32 trajectories, N = 8."
+        ),
+        metrics=("env/coverage",),
+    )
+)
+
+
+# ---- polo-horizon ------------------------------------------------------------------------------
+
+HORIZONS = (4, 8, 16, 32)
+NSTEP = (1, 4, 16)
+
+
+def _horizon_cells(task: str, config: str) -> tuple:
+    cells = []
+    for h in HORIZONS:
+        cells.append(Cell("mpc", task, config, 1, overrides=("planner.value=none", f"planner.horizon={h}"), setting=f"h{h}"))
+        cells.append(Cell("polo", task, config, 1, overrides=(f"planner.horizon={h}",), setting=f"h{h}"))
+    for n in NSTEP:
+        cells.append(Cell("polo", task, config, 1, overrides=("planner.horizon=8", f"agent.target_horizon={n}"), setting=f"h8-n{n}"))
+    return tuple(cells)
+
+
+POLO_HORIZON = register(
+    Experiment(
+        name="polo-horizon",
+        paper=PAPER,
+        table="Fig. 3 (MPC alone against POLO across planning horizons, getup) and Fig. 4a (N-step targets)",
+        description=(
+            "getup from lying on the back: MPC alone (no value) and POLO at H = 4, 8, 16, 32 agent steps, and POLO "
+            "at H = 8 with N-step targets N = 1, 4, 16; walker getup on the CPU, the humanoid at the paper budget"
+        ),
+        cells=_horizon_cells("walker_getup", "configs/polo/walker_getup.yaml"),
+        budgets={
+            "smoke": Budget("smoke", total_env_steps=60, eval_every=60, eval_episodes=1, seeds=1,
+                            overrides=("train.log_every=30", "train.updates_per_step=2", "planner.num_samples=16",
+                                       "agent.target_samples=4", "log.wandb=disabled")),
+            "small": Budget("small", total_env_steps=3000, eval_every=3000, eval_episodes=1, seeds=3,
+                            overrides=("log.wandb=disabled",)),
+            "paper": Budget("paper", total_env_steps=12000, eval_every=12000, eval_episodes=1, seeds=3,
+                            overrides=("env.name=HumanoidGetup", "planner.num_samples=120", "train.updates_per_step=64",
+                                       "agent.batch_size=32", "agent.target_samples=32", "log.wandb=disabled")),
+        },
+        notes=(
+            "The walker getup stands in for the humanoid on the CPU (App. A.1's reward with the walker's standing "
+            "height); `--budget paper` sets env.name=HumanoidGetup. Ours is the mean reward per control step over the "
+            "last logged chunk of the life (`train/reward`), with episodes of 600 control steps (resets, 20 per "
+            "12,000-step life as in the paper)."
+        ),
+        metrics=("train/reward",),
+    )
+)
