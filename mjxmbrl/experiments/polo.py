@@ -39,7 +39,7 @@ def _exploration_budgets() -> dict:
     life = lambda steps: (f"env.episode_length={steps}", "log.wandb=disabled")  # noqa: E731  one life, no resets
     return {
         "smoke": Budget("smoke", total_env_steps=100, eval_every=100, eval_episodes=1, seeds=2,
-                        overrides=life(100) + ("train.log_every=25", "train.updates_per_step=2")),
+                        overrides=life(100) + ("train.log_every=20", "train.updates_per_step=2")),
         "small": Budget("small", total_env_steps=1000, eval_every=1000, eval_episodes=1, seeds=10, overrides=life(1000)),
         "paper": Budget("paper", total_env_steps=1000, eval_every=1000, eval_episodes=1, seeds=10,
                         overrides=life(1000) + ("train.updates_per_step=64", "agent.target_samples=32", "agent.target_horizon=8")),
@@ -57,7 +57,7 @@ POLO_EXPLORATION = register(
             "cells of a 16 x 16 grid"
         ),
         cells=tuple(
-            Cell(method=method, task=task, config=config, action_repeat=1, overrides=overrides)
+            Cell(method=method, task=task, config=config, action_repeat=4, overrides=overrides)
             for task, config in EXPLORATION_TASKS.items()
             for method, overrides in EXPLORERS.items()
         ),
