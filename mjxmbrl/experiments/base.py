@@ -20,7 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from mjxmbrl.config import SHIPPED_CONFIGS
 from mjxmbrl.types import MjxmbrlError
 
-# configs/ lives next to the package in the repository (editable install).
+# Experiment cells name configs as configs/...: the copies shipped inside the package (mjxmbrl/configs).
 BUDGET_NAMES = ("smoke", "small", "paper")
 
 
