@@ -6,22 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_compile import compile_fast
 
 from mjxmbrl.envs import ENV_SPECS, list_env_specs, make_env, make_vector_env
 from mjxmbrl.envs import toy
 from mjxmbrl.types import MjxmbrlError
-
-# XLA CPU compilation dominates MJX tests; unoptimised code is fine for a few steps.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-def _compile(fn, *args):
-    """jit-compiles fn for args with cheap XLA options (plain jit if they are rejected)."""
-    lowered = jax.jit(fn).lower(*args)
-    try:
-        return lowered.compile(compiler_options=_FAST_COMPILE)
-    except Exception:  # option names are XLA-internal; fall back rather than fail
-        return lowered.compile()
 
 
 # ---------------------------------------------------------------- registry ---
@@ -119,7 +108,7 @@ def test_cartpole_vector_env_shapes_and_finite():
         actions = jnp.linspace(-1.0, 1.0, steps * n * spec.action_size).reshape(steps, n, spec.action_size)
         return jax.lax.scan(lambda s, a: (env.step(s, a),) * 2, state, actions)
 
-    final, traj = _compile(run, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
+    final, traj = compile_fast(run, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
     assert traj.obs.shape == (steps, n, spec.obs_size)
     assert traj.reward.shape == traj.done.shape == (steps, n)
     assert traj.info["final_obs"].shape == (steps, n, spec.obs_size)
@@ -144,7 +133,7 @@ def test_brax_env_builds_resets_and_steps():
         actions = jnp.stack([jnp.zeros(spec.action_size), 0.5 * jnp.ones(spec.action_size)])
         return jax.lax.scan(lambda s, a: (env.step(s, a),) * 2, state, actions)
 
-    final, traj = _compile(run, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
+    final, traj = compile_fast(run, jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
     assert traj.obs.shape == (2, spec.obs_size)
     assert np.all(np.isfinite(np.asarray(traj.obs))) and np.all(np.isfinite(np.asarray(traj.reward)))
     assert not np.allclose(np.asarray(traj.obs[0]), np.asarray(traj.obs[1]))  # it moved
@@ -162,7 +151,7 @@ def _rollout(env, key, actions):
         state = env.reset(key)
         return state, jax.lax.scan(lambda s, a: (env.step(s, a),) * 2, state, actions)[1]
 
-    return _compile(run, key, actions)(key, actions)
+    return compile_fast(run, key, actions)(key, actions)
 
 
 def test_toy_reward_fn_matches_env():
@@ -190,7 +179,7 @@ def test_toy_good_policy_beats_random():
         def run(key):
             return jax.lax.scan(body, env.reset(key), jax.random.split(key, env.episode_length))[1]
 
-        rewards = _compile(run, key)(key)
+        rewards = compile_fast(run, key)(key)
         return float(rewards.sum(0).mean())
 
     random_return = episode_return(lambda o, k: jax.random.uniform(k, (64, 2), minval=-1, maxval=1))
@@ -313,7 +302,7 @@ def test_pytree_structure_fixed_and_vmappable_over_seeds():
     seeds = jax.random.split(jax.random.PRNGKey(1), 2)
     states = jax.vmap(env.reset)(seeds)
     actions = jnp.zeros((2, 3, 2))
-    states = _compile(jax.vmap(env.step), states, actions)(states, actions)
+    states = compile_fast(jax.vmap(env.step), states, actions)(states, actions)
     assert states.obs.shape == (2, 3, 6)
     np.testing.assert_array_equal(np.asarray(states.done), 1.0)
     np.testing.assert_array_equal(np.asarray(states.info["steps"]), 0)

@@ -8,21 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_compile import compile_fast
 
 from mjxmbrl.envs import ENV_SPECS, getup, make_vector_env
 from mjxmbrl.envs import point_mass_worlds as pmw
 
-# XLA CPU compilation dominates MJX tests; unoptimised code is fine for a few steps.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 POLO = ("PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse")
 
-
-def _compile(fn, *args):
-    lowered = jax.jit(fn).lower(*args)
-    try:
-        return lowered.compile(compiler_options=_FAST_COMPILE)
-    except Exception:  # option names are XLA-internal; fall back rather than fail
-        return lowered.compile()
 
 
 # ------------------------------------------------------------------ getup rewards ---
@@ -213,7 +205,7 @@ def rollout(request):
         return state, traj, *jax.vmap(roll, in_axes=(0, 1))(state, actions)
 
     key = jax.random.PRNGKey(0)
-    state0, traj, oracle_obs, oracle_reward = _compile(run, key, actions)(key, actions)
+    state0, traj, oracle_obs, oracle_reward = compile_fast(run, key, actions)(key, actions)
     return name, state0, traj, oracle_obs, oracle_reward, actions
 
 
@@ -234,10 +226,9 @@ def test_env_and_oracle_step_identically(rollout):
         assert np.allclose(np.asarray(traj.metrics["root_height"]), np.asarray(traj.obs[..., -1]))
 
 
+@pytest.mark.parametrize("rollout", [p for p in _PARAMS if p.id.startswith("PointMass")], indirect=True)
 def test_point_mass_walls_and_coverage(rollout):
     name, state0, traj, *_ = rollout
-    if not name.startswith("PointMass"):
-        pytest.skip("point-mass worlds only")
     world = pmw.get_world(name)
     pos = np.asarray(pmw.position(traj.obs))  # [T, 3, 2]
     start = world.start_position

@@ -30,23 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_compile import compile_fast
 
 from mjxmbrl.envs import rewards as R
 
-# XLA CPU compilation dominates; unoptimised code is fine for a few dozen steps
-# (not for the hopper, whose unoptimised solver runs ~100x slower).
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 EXACT_TOL = 1e-3
 
-
-def _compile(fn, args, fast: bool = True):
-    lowered = jax.jit(fn).lower(*args)
-    if fast:
-        try:
-            return lowered.compile(compiler_options=_FAST_COMPILE)
-        except Exception:  # option names are XLA-internal
-            pass
-    return lowered.compile()
 
 
 # ------------------------------------------------------------- policies ---
@@ -169,7 +158,7 @@ def rollout_family(family: Family, num_envs: int = 4, steps: int = None, seed: i
         return outs
 
     key = jax.random.PRNGKey(seed)
-    compiled = _compile(run, (key,), fast=family.fast_compile)
+    compiled = compile_fast(run, key, fast=family.fast_compile)
     return {k: np.asarray(v) for k, v in compiled(key).items()}
 
 
