@@ -26,13 +26,21 @@ PACKAGES=(
 )
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
 
-mapfile -t PINS < <("$PYTHON" - "${PACKAGES[@]}" <<'EOF'
+DRY_RUN=0
+[[ "${1:-}" == "--dry-run" ]] && DRY_RUN=1
+# A package missing here fails a real download (the device would lack it); a dry run names it unpinned and warns.
+mapfile -t PINS < <("$PYTHON" - "$DRY_RUN" "${PACKAGES[@]}" <<'EOF'
 import importlib.metadata as m, sys
-for name in sys.argv[1:]:
+dry_run = sys.argv[1] == "1"
+for name in sys.argv[2:]:
     try:
         print(f"{name}=={m.version(name)}")
     except m.PackageNotFoundError:
-        sys.exit(f"gpu_wheels.sh: {name} is not installed in {sys.executable}: activate the project's venv (or set PYTHON)")
+        message = f"gpu_wheels.sh: {name} is not installed in {sys.executable}: activate the project's venv (or set PYTHON)"
+        if not dry_run:
+            sys.exit(message)
+        print(f"{message}; named unpinned", file=sys.stderr)
+        print(name)
 EOF
 )
 (( ${#PINS[@]} == ${#PACKAGES[@]} )) || exit 1
@@ -42,7 +50,7 @@ DOWNLOAD+=(-d "$DEST")
 OWN=("$PYTHON" -m pip wheel . -q --no-deps --no-build-isolation -w "$DEST")
 INSTALL='python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site'
 
-if [[ "${1:-}" == "--dry-run" ]]; then
+if (( DRY_RUN )); then
   printf 'would fetch %s\n' "${PINS[@]}"
   echo "download: ${DOWNLOAD[*]} ${PINS[*]}"
   echo "own wheel: ${OWN[*]}"

@@ -99,3 +99,20 @@ def test_gpu_wheels_script_is_ready_and_its_dry_run_names_the_wheels():
     assert "--python-version 3.12" in proc.stdout and "pip wheel . -q --no-deps" in proc.stdout
     assert "--no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl" in proc.stdout
     assert "/.whl/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_gpu_wheels_script_names_missing_packages_in_a_dry_run_and_refuses_to_download_without_them(tmp_path):
+    """CI's Python may lack a pinned dependency (tzdata came with one python-dateutil and not another)."""
+    bare = tmp_path / "bare-python"
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')  # -S: no site-packages, so nothing is installed
+    bare.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(bare))
+    script = str(ROOT / "benchmarks" / "gpu_wheels.sh")
+    dry = subprocess.run([script, "--dry-run"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would fetch tzdata\n" in dry.stdout and "tzdata is not installed" in dry.stderr
+    wheels = ROOT / ".whl"
+    before = sorted(wheels.iterdir()) if wheels.is_dir() else None
+    real = subprocess.run([script], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert real.returncode != 0 and "is not installed" in real.stderr
+    assert (sorted(wheels.iterdir()) if wheels.is_dir() else None) == before  # collected wheels are kept
