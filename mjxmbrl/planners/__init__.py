@@ -30,7 +30,7 @@ from mjxmbrl.planners.base import (
     make_rollout_core,
 )
 from mjxmbrl.planners.cem import CEMConfig, check_cem, make_cem
-from mjxmbrl.planners.grad import GradConfig, make_grad
+from mjxmbrl.planners.grad import GradConfig, check_grad, make_grad
 from mjxmbrl.planners.mppi import MPPIConfig, make_mppi
 from mjxmbrl.planners.smc import SMCConfig, check_smc, make_smc
 from mjxmbrl.registry import Registry
@@ -42,10 +42,11 @@ PLANNERS.register("smc", SMCConfig, make_smc, check=check_smc)
 PLANNERS.register("cem", CEMConfig, make_cem, check=check_cem)
 PLANNERS.register("mppi", MPPIConfig, lambda cfg, core, proposal, action_size: make_mppi(cfg, core, action_size),
                   check=check_planner_common)
-PLANNERS.register("grad", GradConfig, make_grad, check=check_planner_common)
+PLANNERS.register("grad", GradConfig, make_grad, check=check_grad)
 
 
-VALUES = ("none", "soft", "q", "optimistic")
+VALUES = ("none", "soft", "q", "optimistic", "dreamer")
+AGENT_VALUES = {"optimistic": "the value ensemble of agent polo", "dreamer": "the latent value of agent dreamer"}
 
 
 def make_value_fn(learner, samples: int, normalize_obs: bool, kind: str = "soft"):
@@ -70,15 +71,19 @@ def make_value_fn(learner, samples: int, normalize_obs: bool, kind: str = "soft"
     return value
 
 
-def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, agnostic=None):
+def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, agnostic=None, policy=None):
     """The proposal `cfg.proposal` names; `learner` supplies the policy, `agnostic` the task-agnostic
-    proposal (learners/agnostic.py) of an agent that trains one (None where there is none)."""
+    proposal (learners/agnostic.py) of an agent that trains one (None where there is none). `policy`
+    (a proposal) replaces the learner's as "policy", alone or in a mixture: the proposal of an agent
+    whose policy is not a learner's (Dreamer's actor on the latent)."""
     from mjxmbrl.planners import proposals
 
     def single(name):
         if name == "gaussian":
             return proposals.gaussian_proposal(action_size, cfg.proposal_sigma)
         if name == "policy":
+            if policy is not None:
+                return policy
             if learner is None:
                 raise MjxmbrlError("planner.proposal=policy needs a trained policy: set planner.source_run to a run directory")
             return proposals.policy_proposal(learner, normalize_obs)
@@ -98,11 +103,14 @@ def make_proposal(cfg, action_size: int, learner, normalize_obs: bool, agnostic=
 
 
 def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: Optional[Any] = None, agnostic=None,
-                 value_fn=None):
-    """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model` (`agnostic`: see make_proposal).
+                 value_fn=None, policy=None, head_features=None):
+    """Returns (Planner, RolloutCore, proposal) for planner config `cfg` over `model` (`agnostic`, `policy`: see
+    make_proposal).
 
-    value_fn: (value_params, obs [P, D], key) -> [P], the terminal value of an agent that builds its own
-    (POLO's optimistic ensemble value, planner.value=optimistic); otherwise it comes from `learner`.
+    value_fn: (value_params, x [P, ...], key) -> [P], the terminal value of an agent that builds its own
+    (POLO's optimistic ensemble value, planner.value=optimistic; Dreamer's latent value, planner.value=dreamer);
+    otherwise it comes from `learner`. head_features: z -> [F], what the value and the proposals read of a
+    model state instead of its predicted observation (make_rollout_core; Dreamer: the latent's [h, s]).
     """
     from mjxmbrl.envs.registry import get_spec
 
@@ -114,15 +122,15 @@ def make_planner(cfg, model, env_cfg, obs_size: int, action_size: int, learner: 
             raise MjxmbrlError(f"env '{env_cfg.name}' has no known reward; use planner.reward=model")
     if cfg.value == "none":
         value_fn = None
-    elif cfg.value == "optimistic":
+    elif cfg.value in AGENT_VALUES:
         if value_fn is None:
-            raise MjxmbrlError("planner.value=optimistic is the value ensemble of agent polo; other agents use soft or q")
+            raise MjxmbrlError(f"planner.value={cfg.value} is {AGENT_VALUES[cfg.value]}; other agents use soft or q")
     else:
         if learner is None:
             raise MjxmbrlError(f"planner.value={cfg.value} needs a trained learner: set planner.source_run")
         value_fn = make_value_fn(learner, cfg.value_samples, env_cfg.normalize_obs, cfg.value)
-    core = make_rollout_core(model, cfg.discount, reward_fn, float(env_cfg.action_repeat), value_fn)
-    proposal = make_proposal(cfg, action_size, learner, env_cfg.normalize_obs, agnostic)
+    core = make_rollout_core(model, cfg.discount, reward_fn, float(env_cfg.action_repeat), value_fn, head_features)
+    proposal = make_proposal(cfg, action_size, learner, env_cfg.normalize_obs, agnostic, policy)
     return entry.make(cfg, core, proposal, action_size), core, proposal
 
 

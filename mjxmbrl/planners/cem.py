@@ -1,20 +1,25 @@
 """Cross-entropy method planner (Byravan et al. 2022, App. B, Alg. 3).
 
 The mean plan mu [H, A] starts from an open-loop rollout of the proposal
-through the model (or, with `warm_start`, from the previous plan shifted by one
-step); sigma = sigma_init. Each of I iterations samples S sequences from
+through the model (`init_mean: proposal`), or from zeros (`init_mean: zero`:
+PlaNet's N(0, I) belief over action sequences, Hafner et al. 2019, "Learning
+Latent Dynamics for Planning from Pixels", arXiv:1811.04551, Sec. 3), or, with
+`warm_start`, from the previous plan shifted by one step; sigma = sigma_init. Each of I iterations samples S sequences from
 N(mu, sigma) (clipped to the action bounds), scores them with the shared core,
 keeps the top E = elite_fraction * S, and smooths
 
     mu    <- (1 - alpha_mean) mu    + alpha_mean mu_elite        (alpha_mean = 0.9)
     sigma <- (1 - alpha_std)  sigma + alpha_std  sigma_elite     (alpha_std = 0.5)
 
-The first action of mu is returned.
+The first action of mu is returned. PlaNet's CEM is alpha_mean = alpha_std = 1
+(the elites' moments replace the belief), sigma_init = 1, init_mean zero and no
+warm start.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +37,9 @@ from mjxmbrl.types import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class CEMConfig(PlannerConfig):
-    """Cross-entropy method (Byravan et al. 2022, Alg. 3)."""
+    """Cross-entropy method (Byravan et al. 2022, Alg. 3; PlaNet's with the settings in the module docstring)."""
+
+    choices: ClassVar[Dict[str, Tuple[str, ...]]] = {**PlannerConfig.choices, "init_mean": ("proposal", "zero")}
 
     name: str = "cem"
     num_samples: int = 250
@@ -41,7 +48,8 @@ class CEMConfig(PlannerConfig):
     sigma_init: float = 0.5
     alpha_mean: float = 0.9
     alpha_std: float = 0.5
-    warm_start: bool = True  # start from the previous plan shifted by one step (first call: the proposal)
+    warm_start: bool = True  # start from the previous plan shifted by one step (first call: init_mean)
+    init_mean: str = "proposal"  # proposal: an open-loop proposal rollout (Byravan Alg. 3) | zero: PlaNet's mu = 0
 
 
 def check_cem(cfg) -> None:
@@ -78,7 +86,7 @@ def proposal_rollout(core: RolloutCore, proposal, pp, obs, belief, key, horizon:
 
 
 def make_cem(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
-    """cfg: num_samples, horizon, iterations, elite_fraction, sigma_init, alpha_mean, alpha_std, warm_start."""
+    """cfg: num_samples, horizon, iterations, elite_fraction, sigma_init, alpha_mean, alpha_std, warm_start, init_mean."""
     num, horizon = cfg.num_samples, cfg.horizon
     num_elites = max(1, int(round(cfg.elite_fraction * num)))
 
@@ -88,7 +96,10 @@ def make_cem(cfg, core: RolloutCore, proposal, action_size: int) -> Planner:
 
     def plan(key, planner_state, obs, belief, pp, progress=0.0):
         k_prop, k_init, k_iters = jax.random.split(key, 3)
-        from_proposal = proposal_rollout(core, proposal, pp, obs, belief, k_prop, horizon, progress)
+        if cfg.init_mean == "zero":
+            from_proposal = jnp.zeros((horizon, action_size))
+        else:
+            from_proposal = proposal_rollout(core, proposal, pp, obs, belief, k_prop, horizon, progress)
         if cfg.warm_start:
             shifted = shift_plan(planner_state["mean"], from_proposal[-1])
             mu = jnp.where(planner_state["has_plan"], shifted, from_proposal)

@@ -1,0 +1,173 @@
+"""`gradmpc-dmc100k`, `gradmpc-candidates`: the tables of the gradient-based planning paper.
+
+Source: S V, Jalagam, LeCun, Sobal 2023, "Gradient-based Planning with World Models",
+arXiv:2312.17227:
+  - Table 1 ("DM-Control 100K Results": mean and std over 10 test episodes across three seeds at
+    100k env steps) for PlaNet, Dreamer, Grad-MPC and SAC on five tasks, with Table 4's action
+    repeats (cartpole swingup 8, reacher easy 4, finger spin 2, walker walk 2, cheetah run 4);
+  - Fig. 4 (test return against the number of Grad-MPC candidates, one seed).
+
+The paper's agents learn from 64 x 64 pixels; ours, by default, from proprioceptive states (the
+RSSM with MLP encoder and decoder), so the published column is a reference, not a like-for-like
+target. PlaNet and Grad-MPC are the `mpc` agent over the RSSM with CEM or the gradient planner
+(configs/gradmpc/planet_*.yaml, gradmpc_*.yaml); SAC is configs/sac/*. The paper's planner sizes
+(J = 1000 candidates, I = 10 CEM or 40 gradient iterations, H = 12) are the `paper` budget's, for a
+GPU; `small` plans with a CPU-sized planner of about the same cost for both methods (CEM: J = 100,
+I = 5, top 10; Grad-MPC: J = 16, I = 12) and one seed.
+"""
+
+from __future__ import annotations
+
+from mjxmbrl.experiments.base import Budget, Cell, Experiment, Published, register
+
+PAPER = "S V et al. 2023 (arXiv:2312.17227)"
+
+# task: (env name, Table 4 action repeat, Table 1 row {column: (mean, std)})
+TABLE_1 = {
+    "cartpole_swingup": ("CartpoleSwingup", 8, {
+        "SAC Pixels": (419, 40), "CURL": (597, 170), "PlaNet": (563, 73), "Dreamer": (326, 27), "Grad-MPC": (470, 55)}),
+    "reacher_easy": ("ReacherEasy", 4, {
+        "SAC Pixels": (145, 130), "CURL": (517, 113), "PlaNet": (82, 174), "Dreamer": (314, 155), "Grad-MPC": (663, 25)}),
+    "finger_spin": ("FingerSpin", 2, {
+        "SAC Pixels": (166, 128), "CURL": (779, 108), "PlaNet": (560, 77), "Dreamer": (341, 70), "Grad-MPC": (660, 32)}),
+    "walker_walk": ("WalkerWalk", 2, {
+        "SAC Pixels": (42, 12), "CURL": (344, 132), "PlaNet": (221, 43), "Dreamer": (277, 12), "Grad-MPC": (237, 56)}),
+    "cheetah_run": ("CheetahRun", 4, {
+        "SAC Pixels": (103, 38), "CURL": (307, 48), "PlaNet": (165, 123), "Dreamer": (235, 137), "Grad-MPC": (184, 81)}),
+}
+
+# method: (config of the cartpole cell, Table 1 column it is compared with)
+PLANNING_METHODS = {
+    "planet": ("configs/gradmpc/planet_cartpole_swingup.yaml", "PlaNet"),
+    "gradmpc": ("configs/gradmpc/gradmpc_cartpole_swingup.yaml", "Grad-MPC"),
+}
+COLUMNS = ("PlaNet", "Dreamer", "Grad-MPC", "SAC Pixels", "CURL")
+
+
+def _published(row: dict, column: str) -> Published:
+    mean, std = row[column]
+    return Published(float(mean), float(std), f"Table 1, column '{column}' (from pixels)")
+
+
+def model_rate(action_repeat: int) -> tuple:
+    """PlaNet's collect interval, 100 model updates per 1000-step episode, as (updates, every) agent steps.
+
+    updates / every = 100 R / 1000 with `every` = 5 agent steps: R / 2 updates on every 5th step.
+    """
+    if (action_repeat * 100 * 5) % 1000:
+        raise ValueError(f"action repeat {action_repeat}: 100 updates per episode is not a whole number per 5 steps")
+    return action_repeat * 100 * 5 // 1000, 5
+
+
+def _task_overrides(env_name: str, repeat: int) -> tuple:
+    updates, every = model_rate(repeat)
+    return (f"env.name={env_name}", f"env.action_repeat={repeat}", f"model.updates_per_step={updates}",
+            f"train.update_every={every}")
+
+
+def _planning_cells():
+    for method, (config, column) in PLANNING_METHODS.items():
+        for task, (env_name, repeat, row) in TABLE_1.items():
+            yield Cell(
+                method=method, task=task, config=config, action_repeat=repeat,
+                overrides=_task_overrides(env_name, repeat),
+                published=_published(row, column),
+                reference=tuple((c, _published(row, c)) for c in COLUMNS if c != column),
+            )
+
+
+def _sac_cells():
+    for task, (_, repeat, row) in TABLE_1.items():
+        yield Cell(
+            method="sac", task=task, config=f"configs/sac/{task}.yaml", action_repeat=repeat,
+            published=_published(row, "SAC Pixels"),
+            reference=tuple((c, _published(row, c)) for c in COLUMNS if c != "SAC Pixels"),
+        )
+
+
+TINY_RSSM = ("model.belief_size=16", "model.state_size=4", "model.hidden_size=16", "model.embedding_size=16",
+             "model.batch_size=8", "model.seq_len=8")
+# About the same model evaluations per action for both planners on a 2-core CPU: CEM 100 x 5 x 12 = 6k
+# RSSM steps; Grad-MPC 16 x 12 x 12 forward and backward (about 3 forward each) = 7k.
+CPU_PLANNERS = (
+    ("planet-*", ("planner.num_samples=100", "planner.iterations=5")),
+    ("gradmpc-*", ("planner.num_candidates=16", "planner.iterations=12")),
+)
+
+BUDGETS = {
+    # Every cell compiles and runs a few hundred steps with tiny networks and planners: minutes on a CPU.
+    "smoke": Budget(
+        "smoke", total_env_steps=1600, eval_every=1600, eval_episodes=1, seeds=1,
+        overrides=("train.warmup_env_steps=800", "train.log_every=800", "train.checkpoint_every=1600",
+                   "replay.capacity=10000", "log.wandb=disabled"),
+        cell_overrides=(
+            ("planet-*", TINY_RSSM + ("planner.num_samples=16", "planner.iterations=2", "planner.horizon=4")),
+            ("gradmpc-*", TINY_RSSM + ("planner.num_candidates=4", "planner.iterations=4", "planner.horizon=4")),
+            ("sac-*", ("agent.hidden_sizes=[32,32]", "agent.batch_size=32")),
+        ),
+    ),
+    # The protocol's 100k env steps with the paper's RSSM and training, CPU-sized planners, one seed.
+    "small": Budget(
+        "small", total_env_steps=100000, eval_every=20000, eval_episodes=5, seeds=1,
+        overrides=("train.checkpoint_every=20000", "log.wandb=disabled"),
+        cell_overrides=CPU_PLANNERS,
+    ),
+    # Table 1's protocol: the paper's planners (J = 1000), 10 test episodes, three seeds: a GPU budget.
+    "paper": Budget("paper", total_env_steps=100000, eval_every=10000, eval_episodes=10, seeds=3),
+}
+
+NOTES = (
+    "Published numbers are the paper's Table 1, learned from 64 x 64 pixels; ours learn from proprioceptive states "
+    "unless the cell says pixels, so they are a reference, not a like-for-like target. The paper's std is over 10 "
+    "test episodes across three seeds; ours is over seeds of each seed's final mean eval return. Budget `small` plans "
+    "with CPU-sized planners (CEM J = 100, I = 5; Grad-MPC J = 16, I = 12), the paper's are J = 1000 with I = 10 "
+    "(CEM) or 40 (Grad-MPC)."
+)
+
+GRADMPC_DMC100K = register(
+    Experiment(
+        name="gradmpc-dmc100k",
+        paper=PAPER,
+        table="Table 1 (DM-Control 100K results); action repeats from Table 4",
+        description="PlaNet, Grad-MPC and SAC on the DM Control 100k tasks",
+        cells=tuple(_planning_cells()) + tuple(_sac_cells()),
+        budgets=BUDGETS,
+        notes=NOTES,
+    )
+)
+
+# Fig. 4: Grad-MPC's test return against the number of candidates (one seed, 150 episodes).
+CANDIDATES = (1, 4, 16, 64)
+FIG4_TASKS = ("cartpole_swingup", "reacher_easy", "finger_spin")
+
+GRADMPC_CANDIDATES = register(
+    Experiment(
+        name="gradmpc-candidates",
+        paper=PAPER,
+        table="Fig. 4 (return against the number of Grad-MPC candidates)",
+        description="Grad-MPC with 1 to 64 candidates on cartpole swingup, reacher easy and finger spin",
+        cells=tuple(
+            Cell(
+                method="gradmpc", task=task, config=PLANNING_METHODS["gradmpc"][0], action_repeat=TABLE_1[task][1],
+                overrides=_task_overrides(TABLE_1[task][0], TABLE_1[task][1]) + (f"planner.num_candidates={j}",),
+                setting=f"J{j}",
+            )
+            for task in FIG4_TASKS for j in CANDIDATES
+        ),
+        budgets={
+            "smoke": Budget(
+                "smoke", total_env_steps=1600, eval_every=1600, eval_episodes=1, seeds=1,
+                overrides=("train.warmup_env_steps=800", "train.log_every=800", "train.checkpoint_every=1600",
+                           "replay.capacity=10000", "log.wandb=disabled") + TINY_RSSM
+                          + ("planner.iterations=4", "planner.horizon=4"),
+            ),
+            "small": Budget(
+                "small", total_env_steps=50000, eval_every=10000, eval_episodes=5, seeds=1,
+                overrides=("planner.iterations=12", "train.checkpoint_every=25000", "log.wandb=disabled"),
+            ),
+            # Fig. 4: 150k env steps, one seed, the paper's planner otherwise.
+            "paper": Budget("paper", total_env_steps=150000, eval_every=10000, eval_episodes=10, seeds=1),
+        },
+        notes="Fig. 4 has no numbers to compare with (a plot, one seed); the table lists ours per candidate count.",
+    )
+)
