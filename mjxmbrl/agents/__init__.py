@@ -21,6 +21,7 @@ from mjxmbrl.agents.base import (
     POLICY,
     Agent,
 )
+from mjxmbrl.agents.dreamer import DreamerConfig, check_dreamer, dreamer_defaults, make_dreamer_agent
 from mjxmbrl.agents.mpc import MPCAgentConfig, check_mpc, make_mpc_agent
 from mjxmbrl.agents.polo import POLOConfig, check_polo, make_polo_agent
 from mjxmbrl.learners.mpo import MPOConfig, check_mpo, make_mpo
@@ -35,6 +36,7 @@ AGENTS.register("svg", SVGConfig, lambda cfg, parts: make_actor_critic_agent(cfg
 AGENTS.register("mpc", MPCAgentConfig, make_mpc_agent, check=check_mpc)
 AGENTS.register("mpo", MPOConfig, lambda cfg, parts: make_actor_critic_agent(cfg, parts, make_mpo), check=check_mpo)
 AGENTS.register("polo", POLOConfig, make_polo_agent, check=check_polo)
+AGENTS.register("dreamer", DreamerConfig, make_dreamer_agent, check=check_dreamer, defaults=dreamer_defaults)
 
 
 class AgentParts(NamedTuple):

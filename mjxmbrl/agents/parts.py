@@ -15,6 +15,9 @@ keeps what it needs across steps in the agent's carry:
     filtered from each new observation and the executed action (the RSSM
     posterior; restarted from the observation at an episode's first step).
     Models whose state is the observation have no belief: they start from it.
+
+`make_belief_filter` is that belief alone, for an actor that acts on the
+latent with a policy rather than a planner (agents/dreamer.py).
 """
 
 from __future__ import annotations
@@ -58,6 +61,46 @@ def make_model_learning(trainer, model_cfg, replay, num_envs: int, warmup_env_st
     return learn_model
 
 
+class BeliefFilter(NamedTuple):
+    """The model's own state of each of N envs, kept in an agent's carry while acting (module docstring).
+
+    init(key, N) -> belief [N, ...] (zeros of the latent's shape; the env state's role for the oracle), or None
+        for a model whose state is the observation;
+    update(key, belief, env_state [N], model_params) -> the belief this step starts from: the simulator State
+        (oracle), the latent filtered from the new observation and the executed action (restarted from the
+        observation where an episode began), or None.
+    """
+
+    init: Callable[..., Any]
+    update: Callable[..., Any]
+
+
+def make_belief_filter(model, obs_size: int) -> BeliefFilter:
+    """Binds `model` to the per-env belief of the module docstring (shared by planning and policy actors)."""
+    latent = model.filter is not None
+
+    def init(key: PRNGKey, num_envs: int):
+        if not latent:
+            return None
+        # Zeros of the latent's shape; every env's first step restarts it from the observation.
+        shape = jax.eval_shape(lambda k: model.initial_state(model.init(k), jnp.zeros((obs_size,)), k), key)
+        return jax.tree.map(lambda s: jnp.zeros((num_envs,) + s.shape, s.dtype), shape)
+
+    def update(key, belief, env_state, params):
+        if model.uses_sim_state:
+            return env_state
+        if not latent:
+            return None
+        obs = env_state.obs
+        keys = jax.random.split(key, obs.shape[0])
+        restart = jax.vmap(lambda o, k: model.initial_state(params, o, k))(obs, keys)
+        last_action = env_state.info["last_action"]
+        filtered = jax.vmap(lambda z, a, o, k: model.filter(params, z, a, o, k))(belief, last_action, obs, keys)
+        return select(new_episode(env_state), restart, filtered)
+
+    return BeliefFilter(init, update)
+
+
 class PlanningActor(NamedTuple):
     """init_carry(key, N) -> {"planner": [N, ...], "belief": [N, ...] or None};
     plan(key, carry, env_state [N], plan_params, progress) -> (action [N, A], carry, planner_state [N], metrics);
@@ -76,38 +119,21 @@ def make_planning_actor(planner, model, obs_size: int, model_params_of: Optional
     """
     params_of = model_params_of or (lambda pp: pp.model)
     latent = model.filter is not None
+    beliefs = make_belief_filter(model, obs_size)
     plan_envs = jax.vmap(planner.plan, in_axes=(0, 0, 0, 0, None, None))
 
     def fresh_planner_states(key: PRNGKey, num_envs: int):
         return jax.vmap(planner.init)(jax.random.split(key, num_envs))
 
     def init_carry(key: PRNGKey, num_envs: int):
-        belief = None
-        if latent:  # zeros of the latent's shape; every env's first step restarts it from the observation
-            shape = jax.eval_shape(lambda k: model.initial_state(model.init(k), jnp.zeros((obs_size,)), k), key)
-            belief = jax.tree.map(lambda s: jnp.zeros((num_envs,) + s.shape, s.dtype), shape)
-        return {"planner": fresh_planner_states(key, num_envs), "belief": belief}
-
-    def belief_of(key, carry, env_state, pp):
-        """The model state each env's plan starts from (see the module docstring); None: the observation."""
-        if model.uses_sim_state:
-            return env_state
-        if not latent:
-            return None
-        params = params_of(pp)
-        obs = env_state.obs
-        keys = jax.random.split(key, obs.shape[0])
-        restart = jax.vmap(lambda o, k: model.initial_state(params, o, k))(obs, keys)
-        last_action = env_state.info["last_action"]
-        filtered = jax.vmap(lambda z, a, o, k: model.filter(params, z, a, o, k))(carry["belief"], last_action, obs, keys)
-        return select(new_episode(env_state), restart, filtered)
+        return {"planner": fresh_planner_states(key, num_envs), "belief": beliefs.init(key, num_envs)}
 
     def plan(key, carry, env_state, pp, progress):
         k_plan, k_belief, k_fresh = jax.random.split(key, 3)
         num_envs = env_state.obs.shape[0]
         fresh = fresh_planner_states(k_fresh, num_envs)
         planner_state = select(new_episode(env_state), fresh, carry["planner"])
-        belief = belief_of(k_belief, carry, env_state, pp)
+        belief = beliefs.update(k_belief, carry["belief"], env_state, params_of(pp))
         keys = jax.random.split(k_plan, num_envs)
         action, planner_state, metrics = plan_envs(keys, planner_state, env_state.obs, belief, pp, progress)
         carry = {"planner": fresh, "belief": belief if latent else None}

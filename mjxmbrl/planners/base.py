@@ -13,9 +13,16 @@ A planner sees the world through three functions bound at build time:
         the terminal value V(s_H) of the particles' observations: the learner's
         soft value or plain mean Q (Byravan App. F.2), each a mean over K policy
         actions (planners/__init__.py `make_value_fn`), or zeros without bootstrapping;
+        with `head_features` the value reads the model state's features instead
+        (the Dreamer value v(s) on the RSSM's latent [h, s]);
     score(plan_params, z0 [P], actions [P, H, A], key) -> returns [P]
         sum_t gamma^t r_t + gamma^H V(s_H) (Byravan et al. Alg. 3 `evaluate_actions`;
         gradient-based planning Eq. 6), scan over H, vmap over particles.
+
+The learned heads (the terminal value and the policy proposals, which read
+`observe(plan_params, z)`) see the model's predicted observations by default; an
+agent whose heads are trained on the model's latent state (Dreamer's actor and
+value) passes `head_features(z) -> [F]`, and `observe` returns those features.
 
 `PlanParams` carries what changes between calls (model, policy and value
 parameters); everything static (sizes, horizons, reward choice) is closed over.
@@ -40,7 +47,7 @@ class PlannerConfig:
     choices: ClassVar[Dict[str, Tuple[str, ...]]] = {
         "reward": ("known", "model"),
         "proposal": ("gaussian", "policy", "agnostic", "mixture"),
-        "value": ("none", "soft", "q", "optimistic"),
+        "value": ("none", "soft", "q", "optimistic", "dreamer"),
     }
 
     horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
@@ -58,6 +65,7 @@ class PlannerConfig:
     # Default none: a planner must run without a learner (oracle MPC, `mjxmbrl plan`), and F.2 finds bootstrapping
     # task-dependent (it helps on walking, hurts on GTTP). value_samples = 10 as in F.2.
     # optimistic: POLO's value ensemble aggregated by log-sum-exp (Lowrey et al. 2019 Eq. 6; agent polo only).
+    # dreamer: the Dreamer value v_psi(s_H) on the latent (agent dreamer only; Policy+Grad-MPC, S V et al. 2023, Eq. 6).
     value: str = "none"
     value_samples: int = 10
     source_run: Optional[str] = None  # run directory whose checkpoint supplies policy, value and learned model
@@ -97,6 +105,8 @@ def check_planner_common(cfg) -> None:
         raise ConfigError(f"planner.mixture_components must be two of gaussian, policy, agnostic; got {list(components)}")
     if p.value == "optimistic" and cfg.agent.name != "polo":
         raise ConfigError("planner.value=optimistic is POLO's value ensemble: it needs agent polo (others: none, soft or q)")
+    if p.value == "dreamer" and cfg.agent.name != "dreamer":
+        raise ConfigError("planner.value=dreamer is the Dreamer value on the latent: it needs agent dreamer (others: none, soft or q)")
     if cfg.model.name == "none":
         raise ConfigError("a planner needs a model: set model.name (oracle, or a learned model)")
     spec = ENV_SPECS.get(cfg.env.name)
@@ -135,7 +145,7 @@ class Planner(NamedTuple):
 
 class RolloutCore(NamedTuple):
     initial_particles: Callable[..., Any]  # (plan_params, obs, key, P, belief) -> z [P]
-    observe: Callable[..., jax.Array]  # (plan_params, z [P]) -> obs [P, D]
+    observe: Callable[..., jax.Array]  # (plan_params, z [P]) -> what the heads read: obs [P, D], or features [P, F]
     step: Callable[..., Any]  # (plan_params, z [P], a [P, A], key) -> (z', r [P], alive [P])
     value: Callable[..., jax.Array]  # (plan_params, z [P], key) -> [P]
     score: Callable[..., jax.Array]  # (plan_params, z0 [P], actions [P, H, A], key) -> [P]
@@ -148,6 +158,7 @@ def make_rollout_core(
     reward_fn: Optional[Callable] = None,
     reward_scale: float = 1.0,
     value_fn: Optional[Callable] = None,
+    head_features: Optional[Callable] = None,
 ) -> RolloutCore:
     """Binds a model, a reward and an optional terminal value into the shared core.
 
@@ -156,12 +167,18 @@ def make_rollout_core(
     (the action repeat: the known reward is per control step and one model step
     spans `action_repeat` of them); None uses model.reward. value_fn:
     (value_params, obs [P, D], key) -> [P], or None for no bootstrap.
+    head_features: z -> [F] of one model state, what `observe` returns (and so what the value and the
+    proposals read) instead of the model's predicted observation; the known reward still reads the
+    predicted observations.
     """
     if reward_fn is None and model.reward is None:
         raise ValueError(f"model '{model.name}' has no reward: give the task's known reward or learn a reward head")
 
-    def observe(pp: PlanParams, z):
+    def predict(pp: PlanParams, z):
         return jax.vmap(lambda zi: model.observation(pp.model, zi))(z)
+
+    def observe(pp: PlanParams, z):
+        return predict(pp, z) if head_features is None else jax.vmap(head_features)(z)
 
     def initial_particles(pp: PlanParams, obs, key, num_particles: int, belief=None):
         return model.initial_particles(pp.model, obs, key, num_particles, belief)
@@ -170,7 +187,7 @@ def make_rollout_core(
         keys = jax.random.split(key, actions.shape[0])
         z_next = jax.vmap(lambda zi, ai, ki: model.step(pp.model, zi, ai, ki))(z, actions, keys)
         if reward_fn is not None:
-            reward = reward_scale * reward_fn(observe(pp, z), actions, observe(pp, z_next))
+            reward = reward_scale * reward_fn(predict(pp, z), actions, predict(pp, z_next))
         else:
             reward = jax.vmap(lambda zi, ai, zn: model.reward(pp.model, zi, ai, zn))(z, actions, z_next)
         if model.termination is not None:

@@ -5,7 +5,9 @@ in [-1, 1]; `progress` in [0, 1] is the fraction of training done (for the
 annealed mixture weight; 0 outside training).
 
   gaussian      N(0, sigma^2) clipped: the fixed proposal;
-  policy        the learner's stochastic policy (its parameters in plan_params.policy);
+  policy        the learner's stochastic policy (its parameters in plan_params.policy), or an
+                agent's own policy on what the rollout core's `observe` returns (`head_policy_proposal`:
+                Dreamer's actor on the latent features, sampled or its mode);
   agnostic      the task-agnostic proposal of App. E.2 (learners/agnostic.py: a
                 Gaussian on proprioceptive inputs trained by BC alongside the agent;
                 its parameters in plan_params.proposal);
@@ -42,6 +44,18 @@ def policy_proposal(learner, normalize_obs: bool) -> Proposal:
         x = normalize(pp.obs_stats, obs) if normalize_obs else obs
         keys = jax.random.split(key, obs.shape[0])
         return jax.vmap(lambda o, k: learner.policy(pp.policy, o, k, False))(x, keys)
+
+    return sample
+
+
+def head_policy_proposal(policy: Callable[..., jax.Array], deterministic: bool) -> Proposal:
+    """policy(params, x [F], key, deterministic) -> [A] on the core's `observe` output (with `head_features`,
+    a latent's features), vmapped over particles; its parameters in plan_params.policy."""
+
+    def sample(pp, x, key, progress=0.0):
+        del progress
+        keys = jax.random.split(key, x.shape[0])
+        return jax.vmap(lambda xi, k: policy(pp.policy, xi, k, deterministic))(x, keys)
 
     return sample
 
