@@ -10,7 +10,7 @@ import pytest
 
 from mjxmbrl.config import load_config
 from mjxmbrl.experiments import get_experiment
-from mjxmbrl.experiments.gradmpc import TABLE_1, model_rate
+from mjxmbrl.experiments.gradmpc import TABLE_1, dreamer_update_every, model_rate
 from mjxmbrl.planners.base import PlanParams, make_rollout_core
 from mjxmbrl.planners.cem import CEMConfig, make_cem
 from mjxmbrl.planners.grad import GradConfig, gradient_ascent, make_grad, step_size_schedule
@@ -111,7 +111,7 @@ def test_model_rate_is_planets_collect_interval():
         model_rate(3)
 
 
-@pytest.mark.parametrize("name", ["gradmpc-dmc100k", "gradmpc-candidates"])
+@pytest.mark.parametrize("name", ["gradmpc-dmc100k", "gradmpc-sparse", "gradmpc-candidates"])
 def test_every_gradmpc_cell_builds_at_every_budget(tmp_path, name):
     from mjxmbrl.cli.reproduce import plan_runs
 
@@ -129,8 +129,21 @@ def test_every_gradmpc_cell_builds_at_every_budget(tmp_path, name):
                 if budget.name == "paper":
                     assert cfg.planner.horizon == 12
                     assert getattr(cfg.planner, "num_samples", None) in (None, 1000)
+            if cfg.agent.name == "dreamer":
+                repeat = cfg.env.action_repeat
+                if budget.name == "paper":  # Dreamer's collect interval and batch
+                    updates, every = model_rate(repeat)
+                    assert (cfg.train.updates_per_step, cfg.model.updates_per_step, cfg.train.update_every) == (updates, updates, every)
+                    assert cfg.agent.batch_size == 50
+                elif budget.name == "small":  # the configs' CPU rate, one update per 160 env steps on every task
+                    assert cfg.train.update_every == dreamer_update_every(repeat)
+                    assert abs(cfg.train.update_every * repeat - 160) <= repeat / 2
     assert not any(tmp_path.iterdir())
     if name == "gradmpc-dmc100k":
         assert {c.task for c in e.cells} == set(TABLE_1)
         paper = {c.id: c for c in e.cells}
         assert (paper["gradmpc-reacher_easy"].published.mean, paper["planet-walker_walk"].published.mean) == (663, 221)
+        assert paper["dreamer-cheetah_run"].published.mean == 235
+    if name == "gradmpc-sparse":
+        assert e.metrics == ("eval/return", "eval/policy_return")
+        assert e.cell("policy_gradmpc-ball_in_cup_catch").published.mean == 725.6

@@ -1,16 +1,20 @@
-"""`gradmpc-dmc100k`, `gradmpc-candidates`: the tables of the gradient-based planning paper.
+"""`gradmpc-dmc100k`, `gradmpc-sparse`, `gradmpc-candidates`: the tables of the gradient-based planning paper.
 
 Source: S V, Jalagam, LeCun, Sobal 2023, "Gradient-based Planning with World Models",
 arXiv:2312.17227:
   - Table 1 ("DM-Control 100K Results": mean and std over 10 test episodes across three seeds at
     100k env steps) for PlaNet, Dreamer, Grad-MPC and SAC on five tasks, with Table 4's action
     repeats (cartpole swingup 8, reacher easy 4, finger spin 2, walker walk 2, cheetah run 4);
+  - Table 2 (Policy+Grad-MPC against Dreamer's pure policy on two sparse tasks, 10 test episodes
+    across 3 seeds, Dreamer trained for 500k env steps): one trained Dreamer per seed, evaluated
+    both ways on the same episodes (`eval/return` the planner, `eval/policy_return` the policy);
   - Fig. 4 (test return against the number of Grad-MPC candidates, one seed).
 
 The paper's agents learn from 64 x 64 pixels; ours, by default, from proprioceptive states (the
 RSSM with MLP encoder and decoder), so the published column is a reference, not a like-for-like
 target. PlaNet and Grad-MPC are the `mpc` agent over the RSSM with CEM or the gradient planner
-(configs/gradmpc/planet_*.yaml, gradmpc_*.yaml); SAC is configs/sac/*. The paper's planner sizes
+(configs/gradmpc/planet_*.yaml, gradmpc_*.yaml); Dreamer is agent `dreamer`
+(configs/gradmpc/dreamer_*.yaml, CPU-sized update rate: see its header); SAC is configs/sac/*. The paper's planner sizes
 (J = 1000 candidates, I = 10 CEM or 40 gradient iterations, H = 12) are the `paper` budget's, for a
 GPU; `small` plans with a CPU-sized planner of about the same cost for both methods (CEM: J = 100,
 I = 5, top 10; Grad-MPC: J = 16, I = 12) and one seed.
@@ -42,6 +46,10 @@ PLANNING_METHODS = {
     "gradmpc": ("configs/gradmpc/gradmpc_cartpole_swingup.yaml", "Grad-MPC"),
 }
 COLUMNS = ("PlaNet", "Dreamer", "Grad-MPC", "SAC Pixels", "CURL")
+DREAMER_CONFIG = "configs/gradmpc/dreamer_cartpole_swingup.yaml"
+# The Dreamer configs' CPU rate: one model and one behaviour update per 160 env steps, on every
+# 160 / R-th agent step (the paper's collect interval is one per 10 env steps: see the config header).
+DREAMER_ENV_STEPS_PER_UPDATE = 160
 
 
 def _published(row: dict, column: str) -> Published:
@@ -76,6 +84,28 @@ def _planning_cells():
             )
 
 
+def dreamer_update_every(action_repeat: int) -> int:
+    """train.update_every of a Dreamer cell: one update per DREAMER_ENV_STEPS_PER_UPDATE env steps."""
+    return max(1, round(DREAMER_ENV_STEPS_PER_UPDATE / action_repeat))
+
+
+def dreamer_paper_rate(action_repeat: int) -> tuple:
+    """Dreamer's collect interval (100 model and behaviour updates per 1000-step episode) and batch of 50 windows."""
+    updates, every = model_rate(action_repeat)
+    return (f"model.updates_per_step={updates}", f"train.updates_per_step={updates}", f"train.update_every={every}",
+            "agent.batch_size=50")
+
+
+def _dreamer_cells():
+    for task, (env_name, repeat, row) in TABLE_1.items():
+        yield Cell(
+            method="dreamer", task=task, config=DREAMER_CONFIG, action_repeat=repeat,
+            overrides=(f"env.name={env_name}", f"env.action_repeat={repeat}"),
+            published=_published(row, "Dreamer"),
+            reference=tuple((c, _published(row, c)) for c in COLUMNS if c != "Dreamer"),
+        )
+
+
 def _sac_cells():
     for task, (_, repeat, row) in TABLE_1.items():
         yield Cell(
@@ -85,6 +115,8 @@ def _sac_cells():
         )
 
 
+TINY_DREAMER = ("agent.actor_hidden_sizes=[16]", "agent.value_hidden_sizes=[16]", "agent.batch_size=4",
+                "agent.seq_len=8", "agent.imagine_horizon=4", "train.update_every=4")
 TINY_RSSM = ("model.belief_size=16", "model.state_size=4", "model.hidden_size=16", "model.embedding_size=16",
              "model.batch_size=8", "model.seq_len=8")
 # About the same model evaluations per action for both planners on a 2-core CPU: CEM 100 x 5 x 12 = 6k
@@ -103,6 +135,7 @@ BUDGETS = {
         cell_overrides=(
             ("planet-*", TINY_RSSM + ("planner.num_samples=16", "planner.iterations=2", "planner.horizon=4")),
             ("gradmpc-*", TINY_RSSM + ("planner.num_candidates=4", "planner.iterations=4", "planner.horizon=4")),
+            ("dreamer-*", TINY_RSSM + TINY_DREAMER),
             ("sac-*", ("agent.hidden_sizes=[32,32]", "agent.batch_size=32")),
         ),
     ),
@@ -110,10 +143,17 @@ BUDGETS = {
     "small": Budget(
         "small", total_env_steps=100000, eval_every=20000, eval_episodes=5, seeds=1,
         overrides=("train.checkpoint_every=20000", "log.wandb=disabled"),
-        cell_overrides=CPU_PLANNERS,
+        cell_overrides=CPU_PLANNERS + tuple(
+            (f"dreamer-{task}", (f"train.update_every={dreamer_update_every(repeat)}",))
+            for task, (_, repeat, _) in TABLE_1.items()
+        ),
     ),
-    # Table 1's protocol: the paper's planners (J = 1000), 10 test episodes, three seeds: a GPU budget.
-    "paper": Budget("paper", total_env_steps=100000, eval_every=10000, eval_episodes=10, seeds=3),
+    # Table 1's protocol: the paper's planners (J = 1000) and Dreamer's update rate, 10 test episodes, three
+    # seeds: a GPU budget.
+    "paper": Budget(
+        "paper", total_env_steps=100000, eval_every=10000, eval_episodes=10, seeds=3,
+        cell_overrides=tuple((f"dreamer-{task}", dreamer_paper_rate(repeat)) for task, (_, repeat, _) in TABLE_1.items()),
+    ),
 }
 
 NOTES = (
@@ -129,10 +169,59 @@ GRADMPC_DMC100K = register(
         name="gradmpc-dmc100k",
         paper=PAPER,
         table="Table 1 (DM-Control 100K results); action repeats from Table 4",
-        description="PlaNet, Grad-MPC and SAC on the DM Control 100k tasks",
-        cells=tuple(_planning_cells()) + tuple(_sac_cells()),
+        description="PlaNet, Grad-MPC, Dreamer and SAC on the DM Control 100k tasks",
+        cells=tuple(_planning_cells()) + tuple(_dreamer_cells()) + tuple(_sac_cells()),
         budgets=BUDGETS,
         notes=NOTES,
+    )
+)
+
+# Table 2: task -> (config, Table 4 action repeat, Policy+Grad-MPC (mean, std), pure policy (mean, std)).
+TABLE_2 = {
+    "cartpole_swingup_sparse": ("configs/gradmpc/policy_gradmpc_cartpole_swingup_sparse.yaml", 8, (701.2, 40.3), (639.5, 64.2)),
+    "ball_in_cup_catch": ("configs/gradmpc/policy_gradmpc_ball_in_cup_catch.yaml", 6, (725.6, 237.3), (608.5, 336.7)),
+}
+
+GRADMPC_SPARSE = register(
+    Experiment(
+        name="gradmpc-sparse",
+        paper=PAPER,
+        table="Table 2 (Policy+Grad-MPC against Dreamer's pure policy, sparse tasks)",
+        description="one Dreamer per seed on cartpole swingup sparse and ball-in-cup catch, evaluated as "
+                    "Policy+Grad-MPC (eval/return) and as its pure policy (eval/policy_return)",
+        cells=tuple(
+            Cell(
+                method="policy_gradmpc", task=task, config=config, action_repeat=repeat,
+                published=Published(planned[0], planned[1], "Table 2, column 'Policy+Grad-MPC'"),
+                reference=(("Pure Policy", Published(pure[0], pure[1], "Table 2, column 'Pure Policy'")),),
+            )
+            for task, (config, repeat, planned, pure) in TABLE_2.items()
+        ),
+        budgets={
+            "smoke": Budget(
+                "smoke", total_env_steps=1600, eval_every=1600, eval_episodes=1, seeds=1,
+                overrides=("train.warmup_env_steps=800", "train.log_every=800", "train.checkpoint_every=1600",
+                           "replay.capacity=10000", "log.wandb=disabled") + TINY_RSSM + TINY_DREAMER,
+            ),
+            # A fifth of the paper's training on the CPU, one seed: both columns from the same agent.
+            "small": Budget(
+                "small", total_env_steps=100000, eval_every=25000, eval_episodes=10, seeds=1,
+                overrides=("train.checkpoint_every=25000", "log.wandb=disabled"),
+            ),
+            # Table 2: Dreamer trained for 500k env steps at its update rate, 10 test episodes, 3 seeds.
+            "paper": Budget(
+                "paper", total_env_steps=500000, eval_every=25000, eval_episodes=10, seeds=3,
+                cell_overrides=tuple((f"policy_gradmpc-{task}", dreamer_paper_rate(repeat))
+                                     for task, (_, repeat, _, _) in TABLE_2.items()),
+            ),
+        },
+        notes=(
+            "Both columns come from one trained Dreamer per seed, evaluated on the same episodes: eval/return with "
+            "the Policy+Grad-MPC planner (H = 1, one candidate from the actor's mode, gradient ascent on r + gamma "
+            "v(s')), eval/policy_return with the actor's mode alone. The paper's agents learn from pixels and its "
+            "Dreamer trains at 0.1 updates per env step; ours from proprioceptive states at the configs' CPU rate."
+        ),
+        metrics=("eval/return", "eval/policy_return"),
     )
 )
 
