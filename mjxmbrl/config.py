@@ -48,6 +48,14 @@ class EnvConfig:
     episode_length: Optional[int] = None  # None: the task's own default
     action_repeat: int = 1
     normalize_obs: bool = False
+    # Pixel observations (PlaNet, Hafner et al. 2019; S V et al. 2023, arXiv:2312.17227): the observation is
+    # the task's frame, rendered on the host with MuJoCo (camera 0) once per agent step, image_size x
+    # image_size RGB quantised to bit_depth bits, floor(x / 2^(8-bits)) / 2^bits - 0.5, flattened to
+    # [image_size^2 * 3] (envs/pixels.py). Rewards and termination are the task's. The task then has no known
+    # reward (planner.reward=model); wired for agent mpc with model rssm, model.pixels=true.
+    pixels: bool = False
+    image_size: int = 64  # frame side in pixels (the pixel RSSM's CNN takes 64)
+    bit_depth: int = 5  # bits per colour channel kept by the quantisation (PlaNet: 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +229,9 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(f"env.episode_length must be positive, got {cfg.env.episode_length}")
     if cfg.replay.capacity < cfg.env.num_envs * 2:
         raise ConfigError(f"replay.capacity ({cfg.replay.capacity}) must hold at least two steps of all {cfg.env.num_envs} envs")
+    from mjxmbrl.envs.pixels import check_pixel_config
+
+    check_pixel_config(cfg)
 
 
 def config_from_dict(raw: Dict[str, Any]) -> Config:

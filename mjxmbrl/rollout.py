@@ -98,6 +98,7 @@ def make_episode_runner(env, act: Callable, init_carry: Callable, record: Option
 def make_eval_env(env_cfg, num_episodes: int):
     """The VectorEnv evaluation plays on: `num_episodes` envs, one episode each, no auto-reset."""
     from mjxmbrl.envs import make_vector_env
+    from mjxmbrl.envs.pixels import pixel_options
 
     return make_vector_env(
         env_cfg.name,
@@ -106,4 +107,5 @@ def make_eval_env(env_cfg, num_episodes: int):
         episode_length=env_cfg.episode_length,
         action_repeat=env_cfg.action_repeat,
         auto_reset=False,
+        **pixel_options(env_cfg),
     )

@@ -21,6 +21,7 @@ from flax import struct
 from mjxmbrl.agents import EXPLORE, Agent, build_agent, build_parts
 from mjxmbrl.config import Config, seed_values
 from mjxmbrl.envs import make_vector_env
+from mjxmbrl.envs.pixels import pixel_options
 from mjxmbrl.replay import ReplayState, make_replay
 from mjxmbrl.replay.sharding import shard_batches
 from mjxmbrl.types import Transition
@@ -65,9 +66,12 @@ def build(cfg: Config) -> Components:
         episode_length=cfg.env.episode_length,
         action_repeat=cfg.env.action_repeat,
         auto_reset=True,
+        **pixel_options(cfg.env),
     )
     sampler = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size)
     parts = build_parts(cfg, sampler)
+    if pixel_options(cfg.env)["pixels"]:  # the task as the agent sees it: pixel observations, no known reward (envs/pixels.py)
+        parts = parts._replace(spec=env.spec)
     agent = build_agent(cfg, sampler, parts)
     replay = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size, agent.extras_spec)
     return Components(cfg, env, replay, agent, parts)

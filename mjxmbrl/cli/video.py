@@ -349,7 +349,9 @@ class EvalVideo:
         self.run_dir, self.log_cfg = Path(run_dir), cfg.log
         self.video_episodes, self.width, self.height, self.camera = int(video_episodes), int(width), int(height), camera
         if base_env is None:  # an unbatched env from make_env; building one takes seconds, so callers may pass theirs
-            base_env = make_env(cfg.env.name, impl=cfg.env.impl, episode_length=cfg.env.episode_length)
+            from mjxmbrl.envs.pixels import pixel_options
+
+            base_env = make_env(cfg.env.name, impl=cfg.env.impl, episode_length=cfg.env.episode_length, **pixel_options(cfg.env))
         env = VectorEnv(base_env, episodes, base_env.spec.episode_length, cfg.env.action_repeat, auto_reset=False)
         self.mj_model = mj_model_of(env)
         self.fps = 1.0 / (env.dt * env.action_repeat)

@@ -23,7 +23,10 @@ predicted observations with it; None where the task has none).
 
 Every env from `make_env` is unbatched with `reset(key) -> State`,
 `step(state, action) -> State` (State = `mujoco_playground._src.mjx_env.State`)
-and attributes `observation_size`, `action_size`, `dt`, `spec`.
+and attributes `observation_size`, `action_size`, `dt`, `spec`. With
+`pixels=True` the observation is the task's rendered frame (envs/pixels.py)
+and the spec is `pixel_spec`'s; `config_spec(env_cfg)` is the spec of the env
+an env config builds.
 """
 
 from __future__ import annotations
@@ -216,7 +219,24 @@ class BraxEnv(_Adapter):
         return BraxState(pipeline_state=s.data, obs=s.obs, reward=s.reward, done=s.done, metrics=dict(s.metrics), info=dict(s.info))
 
 
-def make_env(name: str, impl: str = "jax", episode_length: Optional[int] = None) -> Any:
+def config_spec(env_cfg: Any) -> EnvSpec:
+    """The spec of the env `env_cfg` (an EnvConfig) builds: `get_spec(name)`, with pixel observations if env.pixels."""
+    spec = get_spec(env_cfg.name)
+    if getattr(env_cfg, "pixels", False):
+        from mjxmbrl.envs.pixels import pixel_spec
+
+        spec = pixel_spec(spec, env_cfg.image_size)
+    return spec
+
+
+def make_env(
+    name: str,
+    impl: str = "jax",
+    episode_length: Optional[int] = None,
+    pixels: bool = False,
+    image_size: int = 64,
+    bit_depth: int = 5,
+) -> Any:
     """Builds one unbatched env by name.
 
     Args:
@@ -225,6 +245,9 @@ def make_env(name: str, impl: str = "jax", episode_length: Optional[int] = None)
         only; the pure-JAX toy ignores it).
       episode_length: overrides spec.episode_length (control steps). The env
         itself does not enforce it; `make_vector_env` does.
+      pixels: the observation is the rendered frame, image_size x image_size RGB
+        quantised to bit_depth bits and flattened (envs/pixels.py); DM Control
+        and POLO tasks only.
     Returns:
       An env with reset(key) -> State, step(state, action [A]) -> State,
       observation_size, action_size, dt (control step, s) and spec.
@@ -236,6 +259,10 @@ def make_env(name: str, impl: str = "jax", episode_length: Optional[int] = None)
         if int(episode_length) <= 0:
             raise MjxmbrlError(f"episode_length must be positive, got {episode_length}")
         spec = spec._replace(episode_length=int(episode_length))
+    if pixels:
+        from mjxmbrl.envs.pixels import wrap_pixels
+
+        return wrap_pixels(make_env(name, impl, episode_length), image_size, bit_depth)
     if spec.family == "toy":
         return toy.ToyReach(spec)
     if spec.family == "dm_control":

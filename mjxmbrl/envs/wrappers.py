@@ -17,6 +17,10 @@ keeps, in reset and step outputs alike (so the pytree structure is fixed for
   reset): a latent model's filter reads it with the new observation.
 
 `done = max(terminated, truncated)`.
+
+A base env with `physics_step` and `observe` (the pixel env, envs/pixels.py)
+steps with `physics_step` during the action repeat and computes its
+observation once, with `observe`, after the last sub-step.
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ class VectorEnv:
         self.episode_length = int(episode_length)
         self.auto_reset = bool(auto_reset)
         self.dt = float(env.dt)
+        # The pixel env renders once per agent step: physics alone in the repeat, then `observe`.
+        self._physics_step = getattr(env, "physics_step", env.step)
+        self._observe = getattr(env, "observe", None)
         # Jitted so eager calls return distinct buffers (obs and final_obs would
         # otherwise alias, which breaks donating the state) and run fast; inside
         # an outer jit/vmap these inline as usual.
@@ -115,7 +122,7 @@ class VectorEnv:
 
         def sub_step(carry, _):
             s, reward_sum, frozen, steps, terminated, truncated = carry
-            nxt = self.env.step(s, action)
+            nxt = self._physics_step(s, action)
             # Fixed dtypes and the wrapper's keys, so the carry keeps its structure.
             nxt = nxt.replace(
                 reward=nxt.reward.astype(jnp.float32),
@@ -139,6 +146,8 @@ class VectorEnv:
         else:
             carry, _ = jax.lax.scan(sub_step, carry, None, length=self.action_repeat)
         s, reward_sum, _, steps, terminated, truncated = carry
+        if self._observe is not None:
+            s = self._observe(s)
         done = jnp.maximum(terminated, truncated)
         new_info = dict(s.info)
         new_info.update(
@@ -185,6 +194,9 @@ def make_vector_env(
     episode_length: Optional[int] = None,
     action_repeat: int = 1,
     auto_reset: bool = True,
+    pixels: bool = False,
+    image_size: int = 64,
+    bit_depth: int = 5,
 ) -> VectorEnv:
     """Builds the batched env used for training and evaluation.
 
@@ -197,10 +209,12 @@ def make_vector_env(
       action_repeat: k; each vector step applies the action k times, sums the
         rewards, and freezes an env once it is done within the repeat.
       auto_reset: reset finished envs (training); False freezes them (evaluation).
+      pixels, image_size, bit_depth: pixel observations (envs/pixels.py; `pixel_options(env_cfg)`
+        gives them from an env config).
     """
     if int(num_envs) <= 0:
         raise MjxmbrlError(f"num_envs must be positive, got {num_envs}")
     if int(action_repeat) <= 0:
         raise MjxmbrlError(f"action_repeat must be positive, got {action_repeat}")
-    env = make_env(name, impl=impl, episode_length=episode_length)
+    env = make_env(name, impl=impl, episode_length=episode_length, pixels=pixels, image_size=image_size, bit_depth=bit_depth)
     return VectorEnv(env, num_envs, env.spec.episode_length, action_repeat, auto_reset)

@@ -31,8 +31,8 @@ MODELS.register("gru", GRUModelConfig, lambda cfg, env_cfg, spec: make_gru_model
                 check=check_learned_model)
 MODELS.register("ensemble", EnsembleModelConfig, lambda cfg, env_cfg, spec: make_ensemble_model(
     cfg, spec.obs_size, spec.action_size), check=check_ensemble)
-MODELS.register("rssm", RSSMModelConfig, lambda cfg, env_cfg, spec: make_rssm_model(cfg, spec.obs_size, spec.action_size),
-                check=check_rssm)
+MODELS.register("rssm", RSSMModelConfig, lambda cfg, env_cfg, spec: make_rssm_model(
+    cfg, spec.obs_size, spec.action_size, bit_depth=getattr(env_cfg, "bit_depth", 5)), check=check_rssm)
 MODELS.register("oracle", OracleModelConfig, lambda cfg, env_cfg, spec: make_oracle_model(
     env_cfg.name, env_cfg.impl, env_cfg.episode_length, env_cfg.action_repeat), check=check_oracle)
 
@@ -44,9 +44,9 @@ def make_model(model_cfg: Any, env_cfg: Any, obs_size: Optional[int] = None, act
     repeat (used by the per-group MLP's Eq. 17-18 integration). obs_size and
     action_size default to the task's (tests give models of other sizes).
     """
-    from mjxmbrl.envs.registry import get_spec
+    from mjxmbrl.envs.registry import config_spec
 
-    spec = get_spec(env_cfg.name)
+    spec = config_spec(env_cfg)  # pixel observations (env.pixels) change obs_size
     spec = spec._replace(obs_size=obs_size or spec.obs_size, action_size=action_size or spec.action_size)
     return MODELS.get(model_cfg.name).make(model_cfg, env_cfg, spec)
 

@@ -1,4 +1,4 @@
-"""Recurrent state-space model (PlaNet, Hafner et al. 2019) on proprioceptive observations.
+"""Recurrent state-space model (PlaNet, Hafner et al. 2019) on proprioceptive or pixel observations.
 
 S V, Jalagam, LeCun, Sobal 2023, "Gradient-based Planning with World Models", arXiv:2312.17227,
 Sec. 3.2 (Eqs. 1-2) and App. A.7.
@@ -42,6 +42,23 @@ posterior state); without one they restart from the observation. Rollouts and
 the filter sample s (rollout="sample", as the loss) or take the Gaussian's
 mean (rollout="mean").
 
+Pixel observations (model.pixels=true with env.pixels=true, envs/pixels.py):
+the observation is a 64 x 64 RGB frame quantised to 5 bits, flattened, with
+values in [-0.5, 0.5). The encoder e and the observation model g are then
+PlaNet's convolutional networks (Hafner et al. 2019, App. A; relu):
+
+    e: 4 convs, 32-64-128-256 channels, kernel 4, stride 2 (64 -> 31 -> 14 -> 6 -> 2),
+       flattened to 2 x 2 x 256 = 1024 (a dense layer to embedding_size if that is not 1024)
+    g: dense [h, s] -> 1024, reshaped to 1 x 1 x 1024, then 4 transposed convs
+       128-64-32-3 channels, kernels 5-5-6-6, stride 2 (1 -> 5 -> 13 -> 30 -> 64)
+
+The normalisation statistics are not applied: the encoder reads the quantised
+frame and the reconstruction target is the frame itself, both with PlaNet's
+uniform dequantisation noise U[0, 2^-bits) added in the loss (a fresh draw per
+update; acting and planning see the deterministic frame). The reconstruction
+error is summed over the 64 * 64 * 3 values as above; PlaNet's free nats
+are 3 (configs/gradmpc/planet_pixels_cartpole_swingup.yaml).
+
 Activation: ELU in every MLP and after the state-action embedding (as in
 PlaNet's RSSM cell; the paper's App. A.7 lists relu). We prefer ELU because
 gradient-based planners differentiate through the model with respect to the
@@ -51,14 +68,16 @@ actions, and ELU's Jacobian is continuous where relu's is piecewise constant.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Dict, Tuple
+from typing import ClassVar, Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mjxmbrl.envs.pixels import dequantization_noise
 from mjxmbrl.models.base import (
     Model,
+    identity_input,
     check_learned_model,
     init_model_stats,
     masked_mean,
@@ -80,7 +99,7 @@ class RSSMModelConfig:
     belief_size: int = 200  # deterministic GRU state h
     state_size: int = 30  # stochastic state s
     hidden_size: int = 200
-    embedding_size: int = 200  # MLP encoder of proprioceptive observations (PlaNet: 1024 for a CNN)
+    embedding_size: int = 200  # MLP encoder of proprioceptive observations (PlaNet: 1024 for its CNN on pixels)
     min_std: float = 0.1
     # PlaNet uses 3 for 64x64 images; on proprioceptive vectors the KL stays below 3 nats, where max(KL, 3)
     # has no gradient and the prior (used for open-loop prediction) barely trains: 1.0 cut the 1-step
@@ -93,20 +112,35 @@ class RSSMModelConfig:
     batch_size: int = 50
     seq_len: int = 50
     updates_per_step: int = 1
-    pixels: bool = False  # image observations: not available yet (proprioceptive only)
+    # Pixel observations (env.pixels=true, which this must equal): PlaNet's CNN encoder and decoder on 64 x 64
+    # frames, no normalisation statistics, dequantisation noise in the loss (module docstring).
+    pixels: bool = False
     rollout: str = "sample"  # sample: s ~ prior in rollouts (PlaNet) | mean: the prior's mean (deterministic)
 
 
 def check_rssm(cfg) -> None:
     check_learned_model(cfg)
-    if cfg.model.pixels:
+    env_pixels = bool(getattr(cfg.env, "pixels", False))
+    if cfg.model.pixels and not env_pixels:
         raise ConfigError(
             f"model.pixels=true asks the RSSM for image observations, but env '{cfg.env.name}' provides proprioceptive "
-            "observations only (pixel observations are not enabled); set model.pixels=false"
+            "observations (pixel observations are not enabled: env.pixels=false); set env.pixels=true or model.pixels=false"
+        )
+    if env_pixels and not cfg.model.pixels:
+        raise ConfigError(
+            f"env.pixels=true gives env '{cfg.env.name}' image observations, but the RSSM reads proprioceptive "
+            "vectors (model.pixels=false); set model.pixels=true or env.pixels=false"
+        )
+    if cfg.model.pixels and cfg.env.image_size != PIXEL_IMAGE_SIZE:
+        raise ConfigError(
+            f"model.pixels=true: PlaNet's CNN encoder and decoder take {PIXEL_IMAGE_SIZE} x {PIXEL_IMAGE_SIZE} frames; "
+            f"set env.image_size={PIXEL_IMAGE_SIZE} (got {cfg.env.image_size})"
         )
 
 
 ACTIVATION = nn.elu
+PIXEL_IMAGE_SIZE = 64  # PlaNet's frames; its conv stacks map 64 x 64 to 2 x 2 and 1 x 1 back to 64 x 64
+CNN_DEPTH = 32  # channels of the first conv (PlaNet: 32, doubling per layer)
 
 Gaussian = Tuple[jax.Array, jax.Array]  # (mean [..., S], std [..., S])
 
@@ -128,6 +162,124 @@ def sample_gaussian(dist: Gaussian, key: jax.Array) -> jax.Array:
     return mean + std * jax.random.normal(key, mean.shape, mean.dtype)
 
 
+def matmul_convs_default() -> bool:
+    """Convolutions as patches x matrix products on CPUs (see `conv2d_valid`), XLA's convolutions elsewhere."""
+    return jax.default_backend() == "cpu"
+
+
+def conv2d_valid(x: jax.Array, kernel: jax.Array, stride: int, matmul: bool) -> jax.Array:
+    """VALID 2-D convolution (cross-correlation) of NHWC `x` with an HWIO `kernel` at `stride`.
+
+    matmul=True computes it as the kh*kw strided slices of x, concatenated along channels, times the
+    kernel reshaped to [kh*kw*C_in, C_out]: the same numbers. Measured on the 2-core CPU (jax 0.10.2):
+    XLA's CPU convolution inside a lax.scan or lax.cond, where the model update runs in the train step,
+    took 16x its time outside one (259 against 16 ms for a 4x4 stride-2 layer on 36 frames, forward and
+    backward), and the pixel RSSM's whole update 8-9x; the matrix products do not slow down there.
+    """
+    if not matmul:
+        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kh, kw, c_in, c_out = kernel.shape
+    out_h, out_w = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    cols = [
+        x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
+        for i in range(kh) for j in range(kw)
+    ]
+    return jnp.concatenate(cols, axis=-1) @ kernel.reshape(kh * kw * c_in, c_out)
+
+
+class Conv2D(nn.Module):
+    """flax.linen.Conv(features, (k, k), strides=(s, s), padding="VALID") with the same parameters
+    (kernel [k, k, C_in, C_out], lecun-normal; bias zeros), computed by `conv2d_valid`."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    matmul: Optional[bool] = None  # None: matmul_convs_default()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        matmul = matmul_convs_default() if self.matmul is None else self.matmul
+        return conv2d_valid(x, kernel, self.stride, matmul) + bias
+
+
+class ConvEncoder(nn.Module):
+    """PlaNet's image encoder: flattened frames [..., 64*64*3] -> embeddings [..., embedding_size]."""
+
+    embedding_size: int
+    image_size: int = PIXEL_IMAGE_SIZE
+    depth: int = CNN_DEPTH
+    matmul: Optional[bool] = None  # convolutions as matrix products (conv2d_valid); None: on CPUs
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        lead = obs.shape[:-1]
+        x = obs.reshape((-1, self.image_size, self.image_size, 3))
+        for mult in (1, 2, 4, 8):
+            x = nn.relu(Conv2D(self.depth * mult, 4, stride=2, matmul=self.matmul)(x))
+        x = x.reshape((x.shape[0], -1))  # 2 x 2 x 256 = 1024
+        if x.shape[-1] != self.embedding_size:
+            x = nn.Dense(self.embedding_size)(x)
+        return x.reshape(lead + (self.embedding_size,))
+
+
+class StridedConvTranspose(nn.Module):
+    """flax.linen.ConvTranspose(features, (k, k), strides=(2, 2), padding="VALID"), computed faster on CPUs.
+
+    Same parameters (kernel [k, k, C_in, C_out], lecun-normal; bias zeros) and the same function:
+    out[o] = sum_i x[i] kernel[2i - o + k - 1] per spatial axis, size 2 * in + k - 2. XLA's CPU
+    kernel gradient of the stride-2 (input-dilated) convolution is slow (0.2-0.5 s per layer for
+    36 frames on 2 cores), so each output parity (a, b) is an ordinary stride-1 convolution with the
+    taps kernel[1-a::2, 1-b::2] (an odd k gets a zero tap in front), the four run as one convolution
+    and interleaved (by `conv2d_valid`); a 1 x 1 input is one matrix product with the flipped kernel.
+    """
+
+    features: int
+    kernel_size: int
+    matmul: Optional[bool] = None  # None: matmul_convs_default()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        n, height, width, _ = x.shape
+        if height == width == 1:
+            return jnp.einsum("nc,hwcd->nhwd", x[:, 0, 0], kernel[::-1, ::-1]) + bias
+        out_h, out_w = 2 * height + k - 2, 2 * width + k - 2
+        if k % 2:
+            kernel = jnp.pad(kernel, ((1, 0), (1, 0), (0, 0), (0, 0)))
+            k += 1
+        pad = k // 2 - 1
+        taps = jnp.concatenate([kernel[1 - a::2, 1 - b::2] for a in (0, 1) for b in (0, 1)], axis=-1)
+        x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        y = conv2d_valid(x, taps, 1, matmul_convs_default() if self.matmul is None else self.matmul)
+        h, w = y.shape[1:3]
+        y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, self.features)
+        return y[:, :out_h, :out_w] + bias
+
+
+class ConvDecoder(nn.Module):
+    """PlaNet's image decoder: features [..., F] -> mean frames [..., 64*64*3] (no output activation)."""
+
+    depth: int = CNN_DEPTH
+    matmul: Optional[bool] = None  # convolutions as matrix products (conv2d_valid); None: on CPUs
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        lead = features.shape[:-1]
+        x = nn.Dense(32 * self.depth)(features.reshape((-1, features.shape[-1])))
+        x = x.reshape((-1, 1, 1, 32 * self.depth))
+        layers = ((4 * self.depth, 5), (2 * self.depth, 5), (self.depth, 6), (3, 6))
+        for i, (channels, kernel) in enumerate(layers):
+            x = StridedConvTranspose(channels, kernel, matmul=self.matmul)(x)
+            if i < len(layers) - 1:
+                x = nn.relu(x)
+        return x.reshape(lead + (-1,))
+
+
 class RSSMNet(nn.Module):
     """All RSSM sub-networks; each method works on any leading batch axes.
 
@@ -141,15 +293,16 @@ class RSSMNet(nn.Module):
     hidden_size: int
     embedding_size: int
     min_std: float
+    pixels: bool = False  # PlaNet's CNN encoder and decoder on flattened 64 x 64 RGB frames
 
     def setup(self):
         e, h = self.embedding_size, self.hidden_size
-        self.encoder = MLP((e, e), e, ACTIVATION)
+        self.encoder = ConvEncoder(e) if self.pixels else MLP((e, e), e, ACTIVATION)
         self.state_action_embed = nn.Dense(h)
         self.gru = nn.GRUCell(features=self.belief_size)
         self.prior_net = MLP((h,), 2 * self.state_size, ACTIVATION)
         self.posterior_net = MLP((h,), 2 * self.state_size, ACTIVATION)
-        self.obs_decoder = MLP((h, h), self.obs_size, ACTIVATION)
+        self.obs_decoder = ConvDecoder() if self.pixels else MLP((h, h), self.obs_size, ACTIVATION)
         self.reward_decoder = MLP((h, h), 1, ACTIVATION)
 
     def _gaussian(self, raw: jax.Array) -> Gaussian:
@@ -158,7 +311,7 @@ class RSSMNet(nn.Module):
         return mean, nn.softplus(raw_std) + self.min_std
 
     def encode(self, obs_norm: jax.Array) -> jax.Array:
-        """Normalised observation [..., D] -> embedding [..., E]."""
+        """Normalised observation (pixels: the quantised frame) [..., D] -> embedding [..., E]."""
         return self.encoder(obs_norm)
 
     def transition(self, h: jax.Array, s: jax.Array, action: jax.Array) -> jax.Array:
@@ -176,7 +329,7 @@ class RSSMNet(nn.Module):
         return self._gaussian(self.posterior_net(jnp.concatenate([h, embedding], axis=-1)))
 
     def decode_obs(self, h: jax.Array, s: jax.Array) -> jax.Array:
-        """Mean of p(o | h, s) in normalised units, [..., D]."""
+        """Mean of p(o | h, s) in normalised units (pixels: frame values), [..., D]."""
         return self.obs_decoder(jnp.concatenate([h, s], axis=-1))
 
     def decode_reward(self, h: jax.Array, s: jax.Array) -> jax.Array:
@@ -205,6 +358,7 @@ def make_rssm_net(cfg, obs_size: int) -> RSSMNet:
         hidden_size=cfg.hidden_size,
         embedding_size=cfg.embedding_size,
         min_std=cfg.min_std,
+        pixels=bool(getattr(cfg, "pixels", False)),
     )
 
 
@@ -240,14 +394,19 @@ def posterior_sequence(net: RSSMNet, net_params, embeddings: jax.Array, actions:
     return all_h, all_s, kl
 
 
-def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
+def make_rssm_model(cfg, obs_size: int, action_size: int, bit_depth: int = 5) -> Model:
     """Builds the RSSM behind the `Model` interface (models/base.py).
 
     cfg: RSSMModelConfig (belief_size, state_size, hidden_size, embedding_size,
-    min_std, free_nats, kl_scale; the optimiser fields are the trainer's).
+    min_std, free_nats, kl_scale, pixels; the optimiser fields are the trainer's).
+    bit_depth: of the quantised frames (pixels only): the dequantisation noise is U[0, 2^-bit_depth).
     """
-    if getattr(cfg, "pixels", False):
-        raise MjxmbrlError("the RSSM takes proprioceptive (vector) observations only; pixels=True is not implemented")
+    pixels = bool(getattr(cfg, "pixels", False))
+    if pixels and obs_size != PIXEL_IMAGE_SIZE * PIXEL_IMAGE_SIZE * 3:
+        raise MjxmbrlError(
+            f"pixels=True: the RSSM's CNN takes flattened {PIXEL_IMAGE_SIZE} x {PIXEL_IMAGE_SIZE} RGB frames "
+            f"({PIXEL_IMAGE_SIZE * PIXEL_IMAGE_SIZE * 3} values), got observations of size {obs_size}"
+        )
     net = make_rssm_net(cfg, obs_size)
     free_nats = float(cfg.free_nats)
     rollout = getattr(cfg, "rollout", "sample")
@@ -266,8 +425,12 @@ def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
         net_params = net.init(key, jnp.zeros((obs_size,)), jnp.zeros((action_size,)))
         return {"net": net_params, "stats": init_model_stats(obs_size)}
 
+    def model_input(params, obs):
+        """What the encoder reads: normalised observations, or the quantised frames as they are (pixels)."""
+        return obs if pixels else normalize_obs(params["stats"], obs)
+
     def embed(params, obs):
-        return apply(params, RSSMNet.encode, normalize_obs(params["stats"], obs))
+        return apply(params, RSSMNet.encode, model_input(params, obs))
 
     def initial_state(params, obs, key, belief=None):
         """The filtered `belief` if given, else z_0 = {h: 0, s ~ q(s | h=0, e(obs))}; obs [D] -> h [H_b], s [S]."""
@@ -296,9 +459,11 @@ def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
         return {"h": h, "s": s}
 
     def observation(params, z):
-        """De-normalised decoder mean [D]."""
-        obs_stats = params["stats"].obs
+        """De-normalised decoder mean [D] (pixels: the decoded frame, flattened)."""
         obs_norm = apply(params, RSSMNet.decode_obs, z["h"], z["s"])
+        if pixels:
+            return obs_norm
+        obs_stats = params["stats"].obs
         return obs_norm * std_of(obs_stats) + obs_stats.mean
 
     def reward(params, z, action, next_z):
@@ -313,7 +478,11 @@ def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
         # o_0..o_T: next_obs is the true successor even at an episode end, so the
         # last valid step of an episode still has a proper target.
         obs_seq = jnp.concatenate([batch.obs[:, :1], batch.next_obs], axis=1)  # [B, T+1, D]
-        target = normalize_obs(params["stats"], obs_seq)
+        if pixels:  # PlaNet: uniform dequantisation noise on the quantised frames, encoder input and target alike
+            key, noise_key = jax.random.split(key)
+            target = obs_seq + dequantization_noise(noise_key, obs_seq.shape, bit_depth)
+        else:
+            target = normalize_obs(params["stats"], obs_seq)
         embeddings = apply(params, RSSMNet.encode, target)  # [B, T+1, E]
         all_h, all_s, kl = posterior_sequence(net, params["net"], embeddings, batch.action, key)
         hs, ss = all_h[:, 1:], all_s[:, 1:]  # [B, T, ...]
@@ -349,5 +518,5 @@ def make_rssm_model(cfg, obs_size: int, action_size: int) -> Model:
         termination=None,
         loss=loss,
         filter=filter,
-        normalize_input=stats_input,
+        normalize_input=identity_input if pixels else stats_input,
     )
