@@ -70,8 +70,6 @@ def build(cfg: Config) -> Components:
     )
     sampler = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size)
     parts = build_parts(cfg, sampler)
-    if pixel_options(cfg.env)["pixels"]:  # the task as the agent sees it: pixel observations, no known reward (envs/pixels.py)
-        parts = parts._replace(spec=env.spec)
     agent = build_agent(cfg, sampler, parts)
     replay = make_replay(cfg.replay.capacity, cfg.env.num_envs, env.observation_size, env.action_size, agent.extras_spec)
     return Components(cfg, env, replay, agent, parts)

@@ -259,3 +259,13 @@ def test_callback_frames_equal_host_renders_and_rewards_are_unchanged():
     assert frame.std() > 10  # a scene, not a blank image
     # the cart was pushed right in env 0 and left in env 1 for 24 control steps: the pictures moved
     assert np.abs(obs[0] - reset_obs[0]).mean() > 1e-3 and np.abs(obs[0] - obs[1]).mean() > 1e-3
+
+
+def test_agent_parts_see_the_pixel_task_so_eval_and_plan_build_like_train():
+    """build_parts (used by eval, plan and train alike) gives the agent the pixel spec, not the state spec."""
+    from mjxmbrl.agents import build_parts
+    from mjxmbrl.config import load_config
+
+    cfg = load_config("configs/gradmpc/planet_pixels_cartpole_swingup.yaml", ["log.wandb=disabled"])
+    spec = build_parts(cfg, None).spec
+    assert spec.obs_size == 64 * 64 * 3 and spec.reward_fn is None

@@ -54,14 +54,15 @@ class AgentParts(NamedTuple):
 
 
 def build_parts(cfg, replay) -> AgentParts:
-    """The parts the run's config names: task spec, world model and its trainer."""
-    from mjxmbrl.envs.registry import get_spec
+    """The parts the run's config names: task spec (as the agent sees the task: pixel observations and no known
+    reward with env.pixels), world model and its trainer."""
+    from mjxmbrl.envs.registry import config_spec
     from mjxmbrl.models import make_model
     from mjxmbrl.models.trainer import make_model_trainer
 
     model = make_model(cfg.model, cfg.env)
     trainer = make_model_trainer(model, cfg.model) if model is not None and model.loss is not None else None
-    return AgentParts(spec=get_spec(cfg.env.name), replay=replay, model=model, model_trainer=trainer)
+    return AgentParts(spec=config_spec(cfg.env), replay=replay, model=model, model_trainer=trainer)
 
 
 def build_agent(cfg, replay, parts: Optional[AgentParts] = None) -> Agent:
