@@ -26,7 +26,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported (Mesa's s
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -133,16 +132,10 @@ def vector_rows(name: str, sizes, reps: int, action_repeat: int) -> list:
 
 
 def machine() -> str:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    devices = ", ".join(sorted({d.platform for d in jax.devices()}))
-    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}); jax {jax.__version__} ({devices}); MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
+    """reproduce's machine line (host, cores, CPU model, jax backend, load) plus the GL backend."""
+    from mjxmbrl.cli.reproduce import machine_description
+
+    return f"{machine_description()}; MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
 
 
 def markdown(record: dict) -> str:

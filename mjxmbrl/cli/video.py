@@ -22,7 +22,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import copy
 import sys
 import warnings
 from pathlib import Path
@@ -147,20 +146,9 @@ def episode_frames(done: np.ndarray) -> np.ndarray:
 
 
 def _make_renderer(mj_model: Any, width: int, height: int):
-    import mujoco
+    from mjxmbrl.envs.pixels import open_renderer
 
-    model = copy.copy(mj_model)  # a larger offscreen buffer must not touch the env's model
-    model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
-    model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
-    try:
-        return model, mujoco.Renderer(model, height=height, width=width)
-    except Exception as err:
-        backend = os.environ.get("MUJOCO_GL", "")
-        raise VideoError(
-            f"cannot open a MuJoCo renderer with MUJOCO_GL={backend!r} ({err.__class__.__name__}: "
-            f"{' '.join(str(err).split())[:200]}). Set MUJOCO_GL before Python starts: egl (GPU, or Mesa's "
-            "libegl-mesa0 + libgl1-mesa-dri on a CPU) or osmesa (Debian libosmesa6)"
-        ) from None
+    return open_renderer(mj_model, height, width, error=VideoError)
 
 
 def render_frames(

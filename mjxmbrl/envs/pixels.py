@@ -114,17 +114,25 @@ def mj_model_of(env: Any) -> Any:
     raise RenderError(f"{name} has no MuJoCo model to render pixel observations from")
 
 
-def _open_renderer(model: Any, image_size: int):
+def open_renderer(mj_model: Any, height: int, width: int, error: type = RenderError, purpose: str = ""):
+    """(model, mujoco.Renderer of height x width) on a copy of `mj_model` whose offscreen buffer fits the frame.
+
+    The copy keeps the env's model untouched. A renderer that cannot open (no GL backend) raises `error`
+    with one line saying which MUJOCO_GL to set; `purpose` names what the frames are for in that line.
+    """
     import mujoco
 
+    model = copy.copy(mj_model)
+    model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
+    model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
     try:
-        return mujoco.Renderer(model, height=image_size, width=image_size)
+        return model, mujoco.Renderer(model, height=height, width=width)
     except Exception as err:
         backend = os.environ.get("MUJOCO_GL", "")
-        raise RenderError(
-            f"cannot open a MuJoCo renderer for pixel observations with MUJOCO_GL={backend!r} "
+        raise error(
+            f"cannot open a MuJoCo renderer{purpose} with MUJOCO_GL={backend!r} "
             f"({err.__class__.__name__}: {' '.join(str(err).split())[:200]}). Set MUJOCO_GL before Python "
-            "starts: egl (GPU, or Mesa's libegl-mesa0 + libgl1-mesa-dri on a CPU) or osmesa (libosmesa6)"
+            "starts: egl (GPU, or Mesa's libegl-mesa0 + libgl1-mesa-dri on a CPU) or osmesa (Debian libosmesa6)"
         ) from None
 
 
@@ -169,7 +177,8 @@ def _render_worker(model: Any, image_size: int, camera: int, requests: queue.Que
             args, future = item
             try:
                 if renderer is None:
-                    renderer, data = _open_renderer(model, image_size), mujoco.MjData(model)
+                    model, renderer = open_renderer(model, image_size, image_size, purpose=" for pixel observations")
+                    data = mujoco.MjData(model)
                 future.set_result(None if args is None else _render_batch(model, data, renderer, camera, image_size, *args))
             except BaseException as err:  # handed to the caller (the XLA callback), which raises it
                 future.set_exception(err)
