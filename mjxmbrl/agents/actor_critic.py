@@ -34,6 +34,7 @@ from mjxmbrl.agents.base import (
     EXPLORE,
     POLICY,
     Agent,
+    make_update_due,
     root_streams,
     run_if,
     scan_updates,
@@ -63,7 +64,7 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
     num_envs, norm = cfg.env.num_envs, cfg.env.normalize_obs
     warmup, total = cfg.train.warmup_env_steps, cfg.train.total_env_steps
     num_updates, batch_size = cfg.train.updates_per_step, cfg.agent.batch_size
-    update_every, steps_per_call = cfg.train.update_every, num_envs * cfg.env.action_repeat
+    update_due = make_update_due(cfg)
     learner = make_learner(
         cfg.agent, spec.obs_size, spec.action_size, total,
         model=model, normalize_obs=norm, has_termination=spec.has_termination, action_repeat=cfg.env.action_repeat,
@@ -194,9 +195,8 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
         can_learn = (num_updates > 0) & (env_steps >= warmup) & (replay_state.size * num_envs >= batch_size)
         if learner.ready_rows > 1:
             can_learn = can_learn & (replay_state.size >= learner.ready_rows)
-        due = None
-        if update_every > 1:  # the rate limit: learn on every update_every-th vectorised step only
-            due = (env_steps // steps_per_call) % update_every == 0
+        due = update_due(env_steps)  # the rate limit: None (always) or every update_every-th vectorised step
+        if due is not None:
             can_learn = can_learn & due
         states, learner_metrics = (state.learner, state.proposal), {}
         if num_updates > 0:

@@ -83,6 +83,20 @@ def root_streams(root_key: PRNGKey) -> Tuple[PRNGKey, PRNGKey]:
     return jax.random.split(root_key, 3)[2], jax.random.fold_in(root_key, 1)
 
 
+def make_update_due(cfg) -> Callable[[jax.Array], Optional[jax.Array]]:
+    """due(env_steps) -> [] bool: learning is due on every `train.update_every`-th vectorised step.
+
+    The rate limit of Byravan et al. 2022 App. E (and POLO's every Z steps): a vectorised step spans
+    num_envs * action_repeat env steps. With update_every 1 it returns None: always due, nothing to gate.
+    """
+    update_every, steps_per_call = cfg.train.update_every, cfg.env.num_envs * cfg.env.action_repeat
+
+    def due(env_steps):
+        return (env_steps // steps_per_call) % update_every == 0 if update_every > 1 else None
+
+    return due
+
+
 def new_episode(env_state) -> jax.Array:
     """[N] bool: the env's episode has just begun (reset or auto-reset), so per-episode carry restarts."""
     return env_state.info["steps"] == 0

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mjxmbrl.agents.base import EVAL, EXPLORE, POLICY, Agent, root_streams, run_if, scan_updates
+from mjxmbrl.agents.base import EVAL, EXPLORE, POLICY, Agent, make_update_due, root_streams, run_if, scan_updates
 from mjxmbrl.agents.parts import make_belief_filter, make_model_learning, make_planning_actor
 from mjxmbrl.learners.dreamer import latent_features, make_behaviour, posterior_states
 from mjxmbrl.planners.base import PlanParams
@@ -134,8 +134,7 @@ def make_dreamer_agent(cfg, parts) -> Agent:
 
     a, spec, replay, model, trainer = cfg.agent, parts.spec, parts.replay, parts.model, parts.model_trainer
     num_envs, warmup, total = cfg.env.num_envs, cfg.train.warmup_env_steps, cfg.train.total_env_steps
-    num_updates, update_every = cfg.train.updates_per_step, cfg.train.update_every
-    steps_per_call = num_envs * cfg.env.action_repeat
+    num_updates, update_due = cfg.train.updates_per_step, make_update_due(cfg)
     latent = jax.eval_shape(lambda k: model.initial_state(model.init(k), jnp.zeros((spec.obs_size,)), k), jax.random.PRNGKey(0))
     feature_size = jax.eval_shape(latent_features, latent).shape[0]
     behaviour = make_behaviour(model, feature_size, spec.action_size, a)
@@ -184,7 +183,7 @@ def make_dreamer_agent(cfg, parts) -> Agent:
 
     def learn(key, state, replay_state, env_steps):
         k_model, k_behaviour = jax.random.split(key)
-        due = (env_steps // steps_per_call) % update_every == 0 if update_every > 1 else None
+        due = update_due(env_steps)
         model_state, model_metrics, model_ready = learn_model(k_model, state.model, replay_state, env_steps, due)
         ready = (num_updates > 0) & (env_steps >= warmup) & (replay_state.size >= a.seq_len)
         ready = ready & (replay_state.size * num_envs >= a.batch_size)

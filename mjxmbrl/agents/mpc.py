@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mjxmbrl.agents.base import EVAL, EXPLORE, Agent, root_streams
+from mjxmbrl.agents.base import EVAL, EXPLORE, Agent, make_update_due, root_streams
 from mjxmbrl.agents.parts import make_model_learning, make_planning_actor
 from mjxmbrl.planners.base import PlanParams
 from mjxmbrl.types import ConfigError
@@ -66,7 +66,7 @@ def make_mpc_agent(cfg, parts) -> Agent:
     learn_model = make_model_learning(trainer, cfg.model, parts.replay, cfg.env.num_envs, cfg.train.warmup_env_steps)
     total = cfg.train.total_env_steps
     noise = float(cfg.agent.exploration_noise)
-    update_every, steps_per_call = cfg.train.update_every, cfg.env.num_envs * cfg.env.action_repeat
+    update_due = make_update_due(cfg)
 
     def init(root_key):
         return MPCState(model=trainer.init(root_streams(root_key)[1]) if trainer is not None else {})
@@ -82,8 +82,7 @@ def make_mpc_agent(cfg, parts) -> Agent:
         return action, carry, {}, metrics
 
     def learn(key, state, replay_state, env_steps):
-        due = (env_steps // steps_per_call) % update_every == 0 if update_every > 1 else None
-        model_state, metrics, ready = learn_model(key, state.model, replay_state, env_steps, due)
+        model_state, metrics, ready = learn_model(key, state.model, replay_state, env_steps, update_due(env_steps))
         return state.replace(model=model_state), {
             "train/learning": jnp.zeros((), jnp.float32),
             "train/model_learning": ready.astype(jnp.float32),

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mjxmbrl.agents.base import EVAL, Agent, root_streams, run_if, scan_updates
+from mjxmbrl.agents.base import EVAL, Agent, make_update_due, root_streams, run_if, scan_updates
 from mjxmbrl.agents.parts import make_planning_actor
 from mjxmbrl.envs.snapshots import restore, snapshot, snapshot_spec
 from mjxmbrl.learners.polo_value import ACTIVATIONS, make_prior_value_ensemble
@@ -109,8 +109,8 @@ def make_polo_agent(cfg, parts) -> Agent:
     template_env = make_vector_env(cfg.env.name, 1, impl=cfg.env.impl, episode_length=cfg.env.episode_length,
                                    action_repeat=cfg.env.action_repeat, auto_reset=False)
     extras_spec = snapshot_spec(jax.eval_shape(template_env.reset_one, jax.random.PRNGKey(0)))
-    num_envs, steps_per_call = cfg.env.num_envs, cfg.env.num_envs * cfg.env.action_repeat
-    warmup, update_every, num_updates = cfg.train.warmup_env_steps, cfg.train.update_every, cfg.train.updates_per_step
+    num_envs, update_due = cfg.env.num_envs, make_update_due(cfg)
+    warmup, num_updates = cfg.train.warmup_env_steps, cfg.train.updates_per_step
 
     def init(root_key):
         return POLOState(values=ensemble.init(root_streams(root_key)[0]))
@@ -135,8 +135,10 @@ def make_polo_agent(cfg, parts) -> Agent:
         return state.replace(values=values_state), metrics
 
     def learn(key, state, replay_state, env_steps):
-        due = (env_steps // steps_per_call) % update_every == 0
-        ready = jnp.asarray(learns) & due & (env_steps >= warmup) & (replay_state.size * num_envs >= a.batch_size)
+        due = update_due(env_steps)
+        ready = jnp.asarray(learns) & (env_steps >= warmup) & (replay_state.size * num_envs >= a.batch_size)
+        if due is not None:
+            ready = ready & due
         state, metrics = run_if(ready, fit, key, state, replay_state)
         updates = jnp.where(ready, num_updates, 0).astype(jnp.int32)
         return state, {"train/learning": ready.astype(jnp.float32), "train/model_learning": jnp.zeros(()),
