@@ -260,3 +260,60 @@ def test_learns_contextual_bandit(small):
     # A policy that ignores obs has error ~ E[(0.8 obs_0)^2] = 0.213.
     assert error_before > 0.1, error_before
     assert error_after < 0.02, error_after
+
+
+# ---------------------------------------------------------------- n-step targets and critic layer norm
+
+
+def test_n_step_batch_exact():
+    """Hand-computed windows: a full window, one cut by an episode end, one cut by a termination."""
+    from mjxmbrl.learners.sac import n_step_batch
+    from mjxmbrl.replay.buffer import sequence_mask
+
+    gamma, n = 0.9, 3
+    reward = jnp.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    terminated = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    truncated = jnp.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    next_obs = jnp.arange(3 * n, dtype=jnp.float32).reshape(3, n, 1)
+    window = Transition(
+        obs=-next_obs, action=jnp.zeros((3, n, 1)), reward=reward, next_obs=next_obs,
+        terminated=terminated, truncated=truncated, valid=jnp.ones((3, n)),
+    )
+    mask = sequence_mask(jnp.maximum(terminated, truncated))
+    batch, discount = n_step_batch(window, mask, gamma)
+    np.testing.assert_allclose(batch.reward, [1 + 0.9 * 2 + 0.81 * 3, 1.0, 1 + 0.9 * 2], rtol=1e-6)
+    np.testing.assert_allclose(discount, [0.9**3, 0.9, 0.9**2], rtol=1e-6)
+    np.testing.assert_array_equal(batch.next_obs[:, 0], [2.0, 3.0, 7.0])  # the last step of each episode part
+    np.testing.assert_array_equal(batch.terminated, [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(batch.obs[:, 0], [0.0, -3.0, -6.0])  # step 0's observation
+
+
+def test_n_step_one_step_window_equals_one_step_update(small):
+    """n_step = 2 on windows whose step 0 ends an episode is the one-step update of step 0 exactly."""
+    learner, state, update = small
+    n_learner = make_sac(dataclasses.replace(SMALL, n_step=2), OBS, ACT, TOTAL)
+    base = random_batch(jax.random.PRNGKey(7), truncated=1.0)
+    second = random_batch(jax.random.PRNGKey(8))
+    window = jax.tree.map(lambda a, b: jnp.stack([a, b], axis=1), base, second)
+    mask = jnp.stack([jnp.ones(B), jnp.zeros(B)], axis=1)
+    key = jax.random.PRNGKey(9)
+    s_one, m_one = update(key, state, base, 0)
+    s_two, m_two = jax.jit(n_learner.update)(key, state, (window, mask), 0)
+    np.testing.assert_allclose(float(m_one["learner/critic_loss"]), float(m_two["learner/critic_loss"]), rtol=1e-6)
+    # With the whole window in one episode the target changes: the second reward counts.
+    full = jnp.ones((B, 2))
+    _, m_full = jax.jit(n_learner.update)(key, state, (window, full), 0)
+    assert abs(float(m_full["learner/critic_loss"]) - float(m_one["learner/critic_loss"])) > 1e-4
+    assert n_learner.ready_rows == 2 and n_learner.sample is not None
+
+
+def test_critic_layer_norm_option():
+    plain = make_sac(SMALL, OBS, ACT, TOTAL).init(jax.random.PRNGKey(0))
+    normed = make_sac(dataclasses.replace(SMALL, critic_layer_norm=True), OBS, ACT, TOTAL).init(jax.random.PRNGKey(0))
+    names = lambda params: {"/".join(str(getattr(k, "key", k)) for k in path) for path, _ in
+                            jax.tree_util.tree_flatten_with_path(params)[0]}
+    assert not any("LayerNorm" in n for n in names(plain.critic_params))
+    assert any("LayerNorm" in n for n in names(normed.critic_params))
+    assert not any("LayerNorm" in n for n in names(normed.actor_params))  # the actor is unchanged
+    with pytest.raises(MjxmbrlError, match="n_step"):
+        make_sac(dataclasses.replace(SMALL, n_step=0), OBS, ACT, TOTAL)

@@ -8,6 +8,15 @@ One `update` does, on a batch of transitions:
   3. temperature: `-log_alpha * (log pi + H_target)` (Eq. 8 in log-alpha form), with the
      target entropy constant or decayed over training (App. A.1, Eq. 14);
   4. target critic: `theta_targ <- theta_targ + tau (theta - theta_targ)`.
+
+Two options beyond the paper, both off by default (docs/sac.md measures them):
+  - `critic_layer_norm`: LayerNorm after every hidden layer of the critics (Ball et al. 2023,
+    "Efficient Online Reinforcement Learning with Offline Data", arXiv:2302.02948, Sec. 3.2);
+  - `n_step`: n-step soft targets on replay windows of n steps (Eq. 5 with the n-step return of
+    Sutton and Barto 2018, Eq. 7.1, uncorrected for the policy change as in Barth-Maron et al.
+    2018, arXiv:1804.08617, and Yarats et al. 2021, arXiv:2107.09645):
+    `sum_{k<m} gamma^k r_{t+k} + gamma^m (1 - term) (min_i Q'_i(s_{t+m}, a') - alpha log pi(a'|s_{t+m}))`,
+    m <= n cut at the end of the episode; the entropy bonus enters at the bootstrap state only.
 """
 
 import dataclasses
@@ -62,6 +71,8 @@ class SACConfig:
     target_entropy_init: float = 0.0
     target_entropy_final: float = -1.0
     entropy_decay_beta: float = 1.0
+    critic_layer_norm: bool = False  # LayerNorm in every hidden layer of the critics (Ball et al. 2023)
+    n_step: int = 1  # steps of reward before the soft bootstrap (1: Eq. 5 as in the paper)
 
 
 @flax.struct.dataclass
@@ -104,18 +115,43 @@ def soft_td_target(
     next_q: jax.Array,
     next_log_prob: jax.Array,
     alpha: jax.Array,
-    discount: float,
+    discount: Any,
     reward_scale: float = 1.0,
 ) -> jax.Array:
     """Soft one-step critic target (Amos et al. Eq. 5-6 with double Q).
 
     `reward_scale * r + discount * (1 - terminated) * (min_i next_q_i - alpha * next_log_prob)`.
     reward, terminated, next_log_prob: [B]; next_q: [num_critics, B] target-critic values
-    at (s', a'), a' ~ pi(s'). Only true terminations cut the bootstrap: a time-limit
+    at (s', a'), a' ~ pi(s'); discount: a float, or [B] (n-step targets: gamma^m, with r the
+    discounted sum of m rewards). Only true terminations cut the bootstrap: a time-limit
     truncation is not an end of the task, so it is deliberately not an argument.
     """
     next_value = jnp.min(next_q, axis=0) - alpha * next_log_prob
     return reward_scale * reward + discount * (1.0 - terminated) * next_value
+
+
+def n_step_batch(window: Transition, mask: jax.Array, discount: float) -> Tuple[Transition, jax.Array]:
+    """An n-step window as one transition for `soft_td_target` (Sutton and Barto 2018, Eq. 7.1).
+
+    window: Transition [B, n, ...] of consecutive steps of one env; mask [B, n] (replay
+    `sequence_mask`: 1 up to and including the step that ends the episode, and 0 after it or
+    after an invalid step). With m = sum_k mask[b, k] steps of the episode in the window, returns
+    (Transition [B, ...]: obs and action of step 0, reward `sum_{k<m} gamma^k r_k`, next_obs and
+    terminated of step m - 1, valid = mask[:, 0]; bootstrap discount [B] `gamma^m`).
+    """
+    n = mask.shape[1]
+    powers = discount ** jnp.arange(n, dtype=jnp.float32)  # [n]
+    steps = jnp.sum(mask, axis=1)  # [B], m >= 1 where step 0 is valid
+    last = jnp.maximum(steps.astype(jnp.int32) - 1, 0)  # [B]
+    pick = lambda x: jnp.take_along_axis(x, last.reshape((-1,) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    first = jax.tree.map(lambda x: x[:, 0], window)
+    batch = first._replace(
+        reward=jnp.sum(window.reward * mask * powers[None], axis=1),
+        next_obs=pick(window.next_obs),
+        terminated=pick(window.terminated),
+        valid=mask[:, 0],
+    )
+    return batch, discount ** jnp.maximum(steps, 1.0)
 
 
 class SACCore(NamedTuple):
@@ -166,6 +202,8 @@ def check_sac_config(cfg: SACConfig) -> None:
         raise MjxmbrlError(f"agent.num_critics must be >= 1, got {cfg.num_critics}")
     if cfg.init_alpha <= 0:
         raise MjxmbrlError(f"agent.init_alpha must be positive, got {cfg.init_alpha}")
+    if cfg.n_step < 1:
+        raise MjxmbrlError(f"agent.n_step must be >= 1, got {cfg.n_step}")
 
 
 def make_sac_core(cfg: SACConfig, obs_size: int, action_size: int) -> SACCore:
@@ -173,7 +211,7 @@ def make_sac_core(cfg: SACConfig, obs_size: int, action_size: int) -> SACCore:
     check_sac_config(cfg)
     hidden = tuple(cfg.hidden_sizes)
     actor = GaussianActor(action_size, hidden, cfg.log_std_min, cfg.log_std_max)
-    critic = CriticEnsemble(cfg.num_critics, hidden)
+    critic = CriticEnsemble(cfg.num_critics, hidden, layer_norm=cfg.critic_layer_norm)
     actor_opt = optax.adam(cfg.actor_lr)
     critic_opt = optax.adam(cfg.critic_lr)
     alpha_opt = optax.adam(cfg.alpha_lr)
@@ -196,13 +234,17 @@ def make_sac_core(cfg: SACConfig, obs_size: int, action_size: int) -> SACCore:
             alpha_opt_state=alpha_opt.init(log_alpha),
         )
 
-    def td_target(state: SACState, key: PRNGKey, batch: Transition, alpha: jax.Array) -> jax.Array:
+    def td_target(
+        state: SACState, key: PRNGKey, batch: Transition, alpha: jax.Array, discount: Optional[jax.Array] = None
+    ) -> jax.Array:
+        """Eq. 5 on `batch`; discount [B] replaces cfg.discount for n-step batches (`n_step_batch`)."""
         # One next-action sample serves every critic member's target.
         next_mean, next_log_std = actor.apply(state.actor_params, batch.next_obs)
         next_action, next_log_prob = sample_tanh_gaussian(key, next_mean, next_log_std)
         next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)
         target = soft_td_target(
-            batch.reward, batch.terminated, next_q, next_log_prob, alpha, cfg.discount, cfg.reward_scale
+            batch.reward, batch.terminated, next_q, next_log_prob, alpha,
+            cfg.discount if discount is None else discount, cfg.reward_scale,
         )
         return jax.lax.stop_gradient(target)
 
@@ -309,20 +351,27 @@ def make_sac(
 
         Metrics are scalars; `learner/alpha` is the temperature used in this step's losses.
         """
+        discount = None
+        if cfg.n_step > 1:  # `sample` gave windows of n steps
+            batch, discount = n_step_batch(*batch, cfg.discount)
         if normalize_obs:
             stats = context.obs_stats
             batch = batch._replace(obs=normalize(stats, batch.obs), next_obs=normalize(stats, batch.next_obs))
         next_action_key, actor_key = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
         target_entropy = target_entropy_at(cfg, action_size, total_env_steps, env_steps)
-        target = core.td_target(state, next_action_key, batch, alpha)
+        target = core.td_target(state, next_action_key, batch, alpha, discount)
         state, critic_loss, q = core.fit_critic(state, batch.obs, batch.action, target, valid_weights(batch))
         state, actor_loss, log_prob = core.fit_actor(state, sac_actor_loss(core, state.critic_params, batch.obs, actor_key, alpha))
         state, alpha_loss = core.fit_alpha(state, log_prob, target_entropy)
         state = core.update_target(state)
         return state, sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_entropy, q)
 
+    def sample_windows(replay, key: PRNGKey, replay_state) -> Tuple[Transition, jax.Array]:
+        return replay.sample_sequences(key, replay_state, cfg.batch_size, cfg.n_step)
+
     policy_params, policy, value, q_value = make_policy_fns(core)
     return Learner(
-        init=core.init, update=update, policy_params=policy_params, policy=policy, value=value, q_value=q_value
+        init=core.init, update=update, policy_params=policy_params, policy=policy, value=value, q_value=q_value,
+        sample=sample_windows if cfg.n_step > 1 else None, ready_rows=cfg.n_step,
     )

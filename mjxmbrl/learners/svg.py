@@ -83,6 +83,11 @@ def check_svg(cfg) -> None:
     a, m = cfg.agent, cfg.model
     if a.horizon < 0:
         raise ConfigError(f"agent.horizon must be >= 0, got {a.horizon}")
+    if a.n_step != 1:
+        raise ConfigError(
+            f"agent.n_step={a.n_step}: SAC-SVG(H) learns its critic from one-step targets (Amos et al. Eq. 5); "
+            "n-step targets are a SAC option"
+        )
     if a.critic_mve and a.horizon < 1:
         raise ConfigError("agent.critic_mve expands the critic target through the model: it needs agent.horizon >= 1")
     if a.horizon == 0 and not a.critic_mve:
