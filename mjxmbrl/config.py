@@ -1,7 +1,7 @@
 """Typed run configuration: YAML files plus dotted command-line overrides.
 
-A config has seven sections, each a frozen dataclass: env, replay, train and
-log are defined here; agent, model and planner are the config classes of the
+A config has eight sections, each a frozen dataclass: env, replay, train,
+log and transfer are defined here; agent, model and planner are the config classes of the
 methods they name, found in the registries (`mjxmbrl.agents.AGENTS`,
 `mjxmbrl.models.MODELS`, `mjxmbrl.planners.PLANNERS`) by the section's `name`.
 Each method's config class and its config-time check live with the method.
@@ -105,6 +105,25 @@ class LogConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransferConfig:
+    """Parts of a trained run loaded into a fresh run before its first step (Byravan et al. 2022, "Evaluating
+    model-based planning and planner amortization for continuous control", arXiv:2110.03363, Sec. 5.3-5.4 and
+    App. F.3): its learned world model and its task-agnostic proposal, each frozen (never updated here) or
+    fine-tuned (updated like a fresh one, from the loaded parameters). Resuming a run does not load them again:
+    its checkpoint holds them. run/transfer.py."""
+
+    choices: ClassVar[Dict[str, Tuple[str, ...]]] = {
+        "model": ("none", "frozen", "finetune"),
+        "proposal": ("none", "frozen", "finetune"),
+    }
+
+    source_run: Optional[str] = None  # a training run directory (its newest checkpoint)
+    source_seed_index: int = 0  # which seed of a multi-seed source run (index i is its train.seed + i)
+    model: str = "none"  # none | frozen | finetune: the source's world model (model.params, with its statistics)
+    proposal: str = "none"  # none | frozen | finetune: the source's task-agnostic proposal (agent.agnostic_proposal)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     env: EnvConfig = EnvConfig()
     agent: Any = SACConfig()  # the config class of the agent named by agent.name (agents.AGENTS)
@@ -113,6 +132,7 @@ class Config:
     replay: ReplayConfig = ReplayConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
+    transfer: TransferConfig = TransferConfig()
 
 
 SECTIONS: Dict[str, type] = {
@@ -120,6 +140,7 @@ SECTIONS: Dict[str, type] = {
     "replay": ReplayConfig,
     "train": TrainConfig,
     "log": LogConfig,
+    "transfer": TransferConfig,
 }
 DEFAULT_NAMES = {"agent": "sac", "model": "none", "planner": "none"}  # the method sections and their default names
 
@@ -232,6 +253,28 @@ def _check_ranges(cfg: Config) -> None:
     from mjxmbrl.envs.pixels import check_pixel_config
 
     check_pixel_config(cfg)
+    _check_transfer(cfg)
+
+
+def _check_transfer(cfg: Config) -> None:
+    """A transfer section names a source and something to take from it, which this run can hold."""
+    t = cfg.transfer
+    loads = [part for part in ("model", "proposal") if getattr(t, part) != "none"]
+    if t.source_run is None:
+        if loads:
+            raise ConfigError(f"transfer.{loads[0]}={getattr(t, loads[0])} needs transfer.source_run (a training run directory)")
+        return
+    if not loads:
+        raise ConfigError("transfer.source_run is set but nothing is taken from it: set transfer.model or transfer.proposal "
+                          "(frozen or finetune)")
+    if t.source_seed_index < 0:
+        raise ConfigError(f"transfer.source_seed_index must be >= 0, got {t.source_seed_index}")
+    if t.model != "none" and cfg.model.name in ("none", "oracle"):
+        raise ConfigError(f"transfer.model={t.model} loads a learned world model, but this run's model.name is "
+                          f"'{cfg.model.name}': set model.name to the source run's model")
+    if t.proposal != "none" and not getattr(cfg.agent, "agnostic_proposal", False):
+        raise ConfigError(f"transfer.proposal={t.proposal} loads a task-agnostic proposal, but agent "
+                          f"'{cfg.agent.name}' has none: set agent.agnostic_proposal=true (agent mpo)")
 
 
 def config_from_dict(raw: Dict[str, Any]) -> Config:
@@ -272,7 +315,7 @@ def config_to_dict(cfg: Config) -> Dict[str, Any]:
 
     return {
         section: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
-        for section in ("env", "agent", "model", "planner", "replay", "train", "log")
+        for section in ("env", "agent", "model", "planner", "replay", "train", "log", "transfer")
     }
 
 

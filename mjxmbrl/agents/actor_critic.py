@@ -8,7 +8,8 @@ The agent is a composition of parts:
     stored at acting time), inside `learn`, once past the warm-up and once the
     buffer holds a batch;
   - an optional task-agnostic proposal (learners/agnostic.py, Byravan App.
-    E.2) fitted by BC on single-step batches in the same updates;
+    E.2) fitted by BC on single-step batches in the same updates (not when it
+    was transferred from another run and is kept frozen: run/transfer.py);
   - an optional world model, fitted on replay sequences in the same `learn`
     (agents/parts.py); SVG unrolls it in its actor loss;
   - an optional planner acting in the envs (Byravan et al. 2022, Alg. 1): per
@@ -38,6 +39,7 @@ from mjxmbrl.agents.base import (
     root_streams,
     run_if,
     scan_updates,
+    training_progress,
 )
 from mjxmbrl.agents.parts import make_model_learning, make_planning_actor
 from mjxmbrl.envs.normalization import RunningStats, init_stats, normalize, update_stats
@@ -76,7 +78,8 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
         a = cfg.agent
         agnostic = make_agnostic_proposal(spec.obs_size, spec.action_size, spec.task_groups, a.agnostic_hidden_sizes,
                                           a.agnostic_lr, getattr(a, "min_std", 1e-4))
-    learn_model = make_model_learning(trainer, cfg.model, replay, num_envs, warmup)
+    proposal_frozen = cfg.transfer.proposal == "frozen"  # a transferred proposal kept fixed (run/transfer.py)
+    learn_model = make_model_learning(trainer, cfg.model, replay, num_envs, warmup, frozen=cfg.transfer.model == "frozen")
     planning = None
     if cfg.planner.name != "none":
         from mjxmbrl.planners import make_planner
@@ -127,7 +130,7 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
             planned = jnp.zeros((env_state.obs.shape[0],), bool)
             return action, carry, behaviour_extras(state, env_state, action, planned, env_steps), {}
         k_plan, k_policy, k_mix = jax.random.split(key, 3)
-        progress = env_steps.astype(jnp.float32) / total
+        progress = training_progress(cfg, env_steps)
         if mode == EVAL:
             planned_action, carry, planner_state, metrics = planning.plan(k_plan, carry, env_state, plan_params(state), progress)
             return planned_action, planning.keep(carry, planner_state, jnp.ones(planned_action.shape[:1], bool)), {}, metrics
@@ -181,7 +184,7 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
             sample_key, update_key = jax.random.split(update_key)
             learner_state, metrics = learner.update(update_key, learner_state, sample_batch(sample_key, replay_state),
                                                     env_steps, context)
-            if agnostic is not None:
+            if agnostic is not None and not proposal_frozen:
                 steps = replay.sample(jax.random.fold_in(sample_key, 1), replay_state, batch_size)
                 obs = normalize(obs_stats, steps.obs) if norm else steps.obs
                 proposal_state, proposal_metrics = agnostic.update(proposal_state, obs, steps.action, steps.valid)

@@ -97,6 +97,36 @@ def make_update_due(cfg) -> Callable[[jax.Array], Optional[jax.Array]]:
     return due
 
 
+def learner_updates_at(cfg, env_steps: jax.Array) -> jax.Array:
+    """[] int32: learner updates the train step has taken once `env_steps` env steps are done.
+
+    `learn` runs after every vectorised step of S = num_envs * action_repeat env steps, at the step's new
+    count k S (k = 1, 2, ...), and updates (train.updates_per_step times) where k S >= warmup_env_steps and
+    k is a multiple of train.update_every (`make_update_due`). Counts the k <= env_steps / S that qualify;
+    it assumes the warm-up holds a batch (the agents also wait for one). Schedules over learner steps (the
+    annealed proposal mixture, Byravan et al. 2022 App. F.3) read it where only env steps are at hand.
+    """
+    t = cfg.train
+    per_call, every = cfg.env.num_envs * cfg.env.action_repeat, t.update_every
+    first = -(-t.warmup_env_steps // per_call)  # the first k whose step count reaches the warm-up
+    first = max(first, 1)
+    last = env_steps // per_call
+    calls = jnp.maximum(last // every - (first - 1) // every, 0)
+    return (calls * t.updates_per_step).astype(jnp.int32)
+
+
+def training_progress(cfg, env_steps: jax.Array) -> jax.Array:
+    """[] float32 in [0, 1]: how far the planner's annealed proposal mixture has moved (planners/proposals.py).
+
+    The fraction of the run's env steps done, or with planner.mixture_learner_steps = M > 0 the fraction of
+    M learner updates done (`learner_updates_at`), clipped to 1.
+    """
+    steps = getattr(cfg.planner, "mixture_learner_steps", 0)
+    if steps > 0:
+        return jnp.clip(learner_updates_at(cfg, env_steps).astype(jnp.float32) / steps, 0.0, 1.0)
+    return env_steps.astype(jnp.float32) / cfg.train.total_env_steps
+
+
 def new_episode(env_state) -> jax.Array:
     """[N] bool: the env's episode has just begun (reset or auto-reset), so per-episode carry restarts."""
     return env_state.info["steps"] == 0

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mjxmbrl.agents.base import EVAL, EXPLORE, POLICY, Agent, make_update_due, root_streams, run_if, scan_updates
+from mjxmbrl.agents.base import EVAL, EXPLORE, POLICY, Agent, make_update_due, root_streams, run_if, scan_updates, training_progress
 from mjxmbrl.agents.parts import make_belief_filter, make_model_learning, make_planning_actor
 from mjxmbrl.learners.dreamer import latent_features, make_behaviour, posterior_states
 from mjxmbrl.planners.base import PlanParams
@@ -133,12 +133,12 @@ def make_dreamer_agent(cfg, parts) -> Agent:
     from mjxmbrl.planners import make_planner, proposals
 
     a, spec, replay, model, trainer = cfg.agent, parts.spec, parts.replay, parts.model, parts.model_trainer
-    num_envs, warmup, total = cfg.env.num_envs, cfg.train.warmup_env_steps, cfg.train.total_env_steps
+    num_envs, warmup = cfg.env.num_envs, cfg.train.warmup_env_steps
     num_updates, update_due = cfg.train.updates_per_step, make_update_due(cfg)
     latent = jax.eval_shape(lambda k: model.initial_state(model.init(k), jnp.zeros((spec.obs_size,)), k), jax.random.PRNGKey(0))
     feature_size = jax.eval_shape(latent_features, latent).shape[0]
     behaviour = make_behaviour(model, feature_size, spec.action_size, a)
-    learn_model = make_model_learning(trainer, cfg.model, replay, num_envs, warmup)
+    learn_model = make_model_learning(trainer, cfg.model, replay, num_envs, warmup, frozen=cfg.transfer.model == "frozen")
     beliefs = make_belief_filter(model, spec.obs_size)
     planning = None
     if cfg.planner.name != "none":
@@ -161,7 +161,7 @@ def make_dreamer_agent(cfg, parts) -> Agent:
         model_params, actor_params = state.model.params, state.behaviour.actor
         if mode == EVAL and planning is not None:
             pp = PlanParams(model=model_params, policy=actor_params, value=state.behaviour.value)
-            progress = env_steps.astype(jnp.float32) / total
+            progress = training_progress(cfg, env_steps)
             action, carry, planner_state, metrics = planning.plan(key, carry, env_state, pp, progress)
             return action, planning.keep(carry, planner_state, jnp.ones(action.shape[:1], bool)), {}, metrics
         k_belief, k_act, k_noise = jax.random.split(key, 3)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mjxmbrl.agents.base import EVAL, EXPLORE, Agent, make_update_due, root_streams
+from mjxmbrl.agents.base import EVAL, EXPLORE, Agent, make_update_due, root_streams, training_progress
 from mjxmbrl.agents.parts import make_model_learning, make_planning_actor
 from mjxmbrl.planners.base import PlanParams
 from mjxmbrl.types import ConfigError
@@ -63,8 +63,9 @@ def make_mpc_agent(cfg, parts) -> Agent:
     spec, model, trainer = parts.spec, parts.model, parts.model_trainer
     planner = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size)[0]
     planning = make_planning_actor(planner, model, spec.obs_size)
-    learn_model = make_model_learning(trainer, cfg.model, parts.replay, cfg.env.num_envs, cfg.train.warmup_env_steps)
-    total = cfg.train.total_env_steps
+    learn_model = make_model_learning(
+        trainer, cfg.model, parts.replay, cfg.env.num_envs, cfg.train.warmup_env_steps, frozen=cfg.transfer.model == "frozen"
+    )
     noise = float(cfg.agent.exploration_noise)
     update_due = make_update_due(cfg)
 
@@ -73,7 +74,7 @@ def make_mpc_agent(cfg, parts) -> Agent:
 
     def act(key, state, carry, env_state, env_steps, mode):
         pp = PlanParams(model=state.model.params if trainer is not None else {})
-        progress = env_steps.astype(jnp.float32) / total
+        progress = training_progress(cfg, env_steps)
         action, carry, planner_state, metrics = planning.plan(key, carry, env_state, pp, progress)
         carry = planning.keep(carry, planner_state, jnp.ones(action.shape[:1], bool))
         if mode == EXPLORE and noise > 0:

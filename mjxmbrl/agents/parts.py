@@ -31,15 +31,16 @@ from mjxmbrl.agents.base import new_episode, run_if, scan_updates, select
 from mjxmbrl.types import PRNGKey
 
 
-def make_model_learning(trainer, model_cfg, replay, num_envs: int, warmup_env_steps: int) -> Callable:
+def make_model_learning(trainer, model_cfg, replay, num_envs: int, warmup_env_steps: int, frozen: bool = False) -> Callable:
     """learn_model(key, model_state, replay_state, env_steps, due=None) -> (model_state, metrics, ready [] bool).
 
-    `trainer` None (no model, or the oracle) or model.updates_per_step 0: nothing
+    `trainer` None (no model, or the oracle), model.updates_per_step 0 or `frozen` (a model
+    transferred from another run and kept fixed: transfer.model=frozen): nothing
     is learned and `ready` is False. `due` ([] bool, optional) gates the updates
     further (the agent's rate limit, train.update_every). Metrics are the model's `model/...` losses
     averaged over the K updates (zeros when not ready).
     """
-    if trainer is None or model_cfg.updates_per_step == 0:
+    if trainer is None or model_cfg.updates_per_step == 0 or frozen:
         return lambda key, model_state, replay_state, env_steps, due=None: (model_state, {}, jnp.zeros((), bool))
 
     def fit(key, model_state, replay_state):

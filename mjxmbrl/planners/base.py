@@ -60,6 +60,9 @@ class PlannerConfig:
     mixture_components: Tuple[str, str] = ("policy", "gaussian")  # two of gaussian, policy, agnostic
     mixture_start: float = 0.0  # weight of the first component at the start of training ...
     mixture_end: float = 1.0  # ... and at the end (Byravan Sec. 5.4 anneals from agnostic to policy)
+    # 0: w moves from mixture_start to mixture_end over the whole run (its env steps); M > 0: over the first M
+    # learner updates, then stays at mixture_end (Byravan App. F.3: from 1 to 0 over M learner steps).
+    mixture_learner_steps: int = 0
     # Terminal value V(s_H), averaged over value_samples policy actions a ~ pi(s_H): none | soft (the learner's
     # soft value min_i Q_i(s, a) - alpha log pi(a|s)) | q (mean_i Q_i(s, a), no entropy term: Byravan App. F.2).
     # Default none: a planner must run without a learner (oracle MPC, `mjxmbrl plan`), and F.2 finds bootstrapping
@@ -98,6 +101,8 @@ def check_planner_common(cfg) -> None:
         value = getattr(p, key, None)
         if value is not None and value <= 0:
             raise ConfigError(f"planner.{key} must be > 0, got {value}")
+    if p.mixture_learner_steps < 0:
+        raise ConfigError(f"planner.mixture_learner_steps must be >= 0 (0: over the whole run), got {p.mixture_learner_steps}")
     if not 0.0 <= p.p_plan <= 1.0:
         raise ConfigError(f"planner.p_plan must be in [0, 1], got {p.p_plan}")
     components = tuple(p.mixture_components)

@@ -5,7 +5,8 @@ and free of host concerns. `train` reads as its steps:
 
     _open_run        read (resume) or name and create (fresh) the run directory,
                      join the device mesh, build the components
-    _initial_state   restore the newest checkpoint or initialise, place on the mesh
+    _initial_state   restore the newest checkpoint, or initialise (with a transfer section's
+                     parts of another run: run/transfer.py), place on the mesh
     _train_chunk     per chunk: run it -> rows per seed -> NaN guard -> eval when due
                      -> log -> checkpoint when due -> stop? (stop_after, Ctrl-C)
     _close_logs      close metrics.jsonl / W&B / progress, draw learning_curve.png
@@ -54,6 +55,7 @@ from mjxmbrl.run.devices import (
 )
 from mjxmbrl.run.disk import DiskFull, atomic_write, disk_full_as_error
 from mjxmbrl.run.evaluation import add_eval, make_seed_evaluator
+from mjxmbrl.run.transfer import apply_transfer
 from mjxmbrl.run.logging import (
     MetricsWriter,
     RunLogger,
@@ -303,7 +305,10 @@ def _initial_state(run: _Run):
         barrier("mjxmbrl-metrics-trimmed")  # the others read the history below
         return ts, shardings, meta
     if jax.process_count() == 1:
-        return place(init_run_state(run.components), shardings), shardings, {}
+        ts = apply_transfer(run.cfg, init_run_state(run.components), restore_run, run.stacked)
+        return place(ts, shardings), shardings, {}
+    if run.cfg.transfer.source_run is not None:
+        raise ConfigError("transfer.source_run is read on one host: a multi-host run cannot load it yet")
     return jax.jit(lambda: init_run_state(run.components), out_shardings=shardings)(), shardings, {}
 
 
