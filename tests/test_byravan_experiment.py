@@ -233,3 +233,76 @@ def test_byravan_smoke_cell_end_to_end(tmp_path):
     cell = json.loads((out / "results.json").read_text())["cells"][0]
     assert cell["seeds"] == 1 and cell["metrics"]["eval/policy_return"]["fallback_seeds"] == []
     assert "| cartpole_swingup | mpc-mpo-bc | – |" in (out / "results.md").read_text()
+
+
+# ---- byravan-transfer: cells that load another cell's run --------------------------------------
+
+
+def test_byravan_transfer_cells_load_their_source_run_of_the_same_seed(tmp_path):
+    from mjxmbrl.cli.reproduce import select_cells
+
+    e = get_experiment("byravan-transfer")
+    assert e.tasks == ("cartpole_swingup", "cartpole_swingup_sparse", "walker_walk", "walker_run")
+    for budget in e.budgets.values():
+        planned = plan_runs(e, budget, 2, tmp_path)
+        assert len(planned) == 24 and not any(tmp_path.iterdir())
+        for run in planned:
+            t, cfg = run.cfg.transfer, run.cfg
+            if run.cell.source is None:
+                assert t.source_run is None
+                continue
+            assert t.source_run == str(tmp_path / "runs" / f"{run.cell.source}-s{run.seed}")
+            source = e.cell(run.cell.source)
+            assert source.setting == "source" and source.task != run.cell.task
+            proposal = run.cell.setting in ("proposal", "both-finetune")
+            assert (t.proposal == "frozen") == proposal and (t.model != "none") == (run.cell.setting != "proposal")
+            if proposal:
+                assert cfg.planner.proposal == "mixture" and cfg.planner.mixture_components == ("agnostic", "policy")
+                assert (cfg.planner.mixture_start, cfg.planner.mixture_end) == (1.0, 0.0)
+                assert cfg.planner.mixture_learner_steps > 0
+    # Selecting a target cell brings its source along.
+    chosen = select_cells(e, ["*sparse-proposal"])
+    assert [c.id for c in chosen.cells] == ["mpc-mpo-bc-cartpole_swingup-source", "mpc-mpo-bc-cartpole_swingup_sparse-proposal"]
+    with pytest.raises(ExperimentError, match="source 'nope'"):
+        register(Experiment("bad-source", "none", "Table 0", "x", (Cell("a", "t", "configs/debug.yaml", 1, source="nope"),),
+                            {"smoke": Budget("smoke", 10, 10, 1, 1)}))
+
+
+@pytest.fixture
+def transfer_experiment():
+    small = (
+        "env.name=toy_reach", "env.action_repeat=1", "env.num_envs=4", "replay.capacity=4000", "agent.policy_hidden_sizes=[32,32]",
+        "agent.critic_hidden_sizes=[32,32]", "agent.batch_size=8", "agent.seq_len=4", "agent.num_action_samples=4",
+        "agent.v_max=50", "agent.agnostic_proposal=true", "agent.agnostic_hidden_sizes=[32,32]",
+        "model.name=mlp", "model.hidden_sizes=[32]", "model.batch_size=8", "model.seq_len=2",
+        "planner.name=smc", "planner.num_particles=8", "planner.horizon=2", "planner.p_plan=0.5",
+        "train.warmup_env_steps=80", "train.log_every=160", "train.checkpoint_every=320",
+        "log.wandb=disabled", "log.progress=false",
+    )
+    config = "configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml"
+    source = Cell("mpc-mpo-bc", "toy_reach", config, 1, overrides=small, setting="source")
+    target = Cell("mpc-mpo-bc", "toy_reach", config, 1, setting="model",
+                  overrides=small + ("transfer.model=frozen",), source=source.id)
+    # The target is listed first: the scheduler must still train the source before it.
+    e = register(Experiment("transfer-e2e", "none", "Fig. 0", "transfer", (target, source),
+                            {"smoke": Budget("smoke", 320, 320, 1, 1)}))
+    yield e
+    unregister(e.name)
+
+
+def test_reproduce_trains_the_source_first_and_the_target_loads_it(tmp_path, transfer_experiment):
+    from mjxmbrl.run.loop import restore_run
+
+    logs = []
+    out = tmp_path / "out"
+    reproduce("transfer-e2e", "smoke", out=out, log=logs.append)
+    trained = [l.split(":")[0] for l in logs if l.endswith(": training")]
+    assert trained == ["[2/2] mpc-mpo-bc-toy_reach-source seed 0", "[1/2] mpc-mpo-bc-toy_reach-model seed 0"], logs
+    _, _, source = restore_run(out / "runs" / "mpc-mpo-bc-toy_reach-source-s0", seed_index=0)
+    _, _, target = restore_run(out / "runs" / "mpc-mpo-bc-toy_reach-model-s0", seed_index=0)
+    # Frozen: the target run ends with the source run's model parameters, bit for bit.
+    import jax
+    import numpy as np
+
+    for a, b in zip(jax.tree.leaves(source.agent.model.params), jax.tree.leaves(target.agent.model.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -109,7 +109,8 @@ def check_request(
 
 
 def select_cells(experiment: Experiment, patterns: Optional[Sequence[str]]) -> Experiment:
-    """The experiment restricted to the cells whose id matches one of the glob `patterns` (all cells for None).
+    """The experiment restricted to the cells whose id matches one of the glob `patterns` (all cells for None),
+    and the cells they transfer from (`Cell.source`).
 
     Every pattern must match a cell; otherwise one ExperimentError that lists the cell ids.
     """
@@ -121,7 +122,9 @@ def select_cells(experiment: Experiment, patterns: Optional[Sequence[str]]) -> E
             raise ExperimentError(
                 f"--cells '{pattern}' matches no cell of experiment '{experiment.name}' (cells: {', '.join(ids)})"
             )
-    kept = tuple(c for c in experiment.cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns))
+    chosen = {c.id for c in experiment.cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)}
+    chosen |= {c.source for c in experiment.cells if c.id in chosen and c.source is not None}  # what they load from
+    kept = tuple(c for c in experiment.cells if c.id in chosen)
     return dataclasses.replace(experiment, cells=kept)
 
 
@@ -139,12 +142,15 @@ def order_runs(planned: Sequence[PlannedRun], order: str = "cell") -> List[Plann
     return sorted(planned, key=keys[order])
 
 
-def run_name(cell: Cell, seed: int, num_seeds: int = 1) -> str:
-    return f"{cell.id}-s{seed}" if num_seeds == 1 else f"{cell.id}-s{seed}-{seed + num_seeds - 1}"
+def run_name(cell: Cell | str, seed: int, num_seeds: int = 1) -> str:
+    """The run directory's name of a cell (or cell id) and its seed(s)."""
+    cell_id = cell if isinstance(cell, str) else cell.id
+    return f"{cell_id}-s{seed}" if num_seeds == 1 else f"{cell_id}-s{seed}-{seed + num_seeds - 1}"
 
 
 def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_seeds: int = 1) -> List[str]:
-    """Budget overrides, then the cell's own, then seed(s) and run location (the last word)."""
+    """Budget overrides, then the cell's own, then seed(s) and run location (the last word), and for a cell with a
+    source the source cell's run of the same seed(s) as transfer.source_run."""
     return [
         *budget.config_overrides(cell.task, cell.id),
         *cell.overrides,
@@ -152,7 +158,7 @@ def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_se
         f"train.num_seeds={num_seeds}",
         f"log.runs_dir={runs_dir}",
         f"log.run_name={run_name(cell, seed, num_seeds)}",
-    ]
+    ] + ([f"transfer.source_run={runs_dir / run_name(cell.source, seed, num_seeds)}"] if cell.source else [])
 
 
 def plan_runs(experiment: Experiment, budget: Budget, seeds: int, out: Path, vmap_seeds: bool = False) -> List[PlannedRun]:
@@ -274,6 +280,8 @@ def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict
         if status == "stale":
             log(f"{where}: {run.run_dir} has no checkpoint to resume; moved aside to {_move_aside(run.run_dir)}")
         todo.append((where, run, record))
+    # Runs that load a source run's parts start once every source run has trained (a stable sort keeps the order).
+    todo.sort(key=lambda item: item[1].cell.source is not None)
 
     def finish(where, record, result, tic):
         record["wall_s"] = time.perf_counter() - tic
@@ -291,20 +299,24 @@ def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    waves = [[item for item in todo if item[1].cell.source is None], [item for item in todo if item[1].cell.source]]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         started = {}
         try:
-            for where, run, record in todo:
-                log(f"{where}: queued ({'resume' if record['status'] == 'resumable' else 'train'}, {jobs} at a time)")
-                future = pool.submit(_train_one, run.cfg, run.run_dir, record["status"] == "resumable")
-                started[future] = (where, record, time.perf_counter())
-            pending = set(started)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    where, record, tic = started[future]
-                    finish(where, record, future.result(), tic)
-                    log(f"{where}: done in {record['wall_s']:.0f} s")
+            for wave in waves:  # sources first, then the runs that load them
+                submitted = []
+                for where, run, record in wave:
+                    log(f"{where}: queued ({'resume' if record['status'] == 'resumable' else 'train'}, {jobs} at a time)")
+                    future = pool.submit(_train_one, run.cfg, run.run_dir, record["status"] == "resumable")
+                    started[future] = (where, record, time.perf_counter())
+                    submitted.append(future)
+                pending = set(submitted)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        where, record, tic = started[future]
+                        finish(where, record, future.result(), tic)
+                        log(f"{where}: done in {record['wall_s']:.0f} s")
         except BaseException:
             for future in started:
                 future.cancel()

@@ -95,6 +95,9 @@ class Cell:
     setting: str = ""
     published: Optional[Published] = None
     reference: Tuple[Tuple[str, Published], ...] = ()
+    # The id of another cell of the experiment whose run (same seed) this cell's run loads parts from
+    # (`transfer.source_run`, set by `mjxmbrl reproduce`); that run trains first. None: no transfer.
+    source: Optional[str] = None
 
     @property
     def id(self) -> str:
@@ -165,6 +168,13 @@ class Experiment:
         for c in self.cells:
             if c.action_repeat < 1:
                 raise ExperimentError(f"experiment '{self.name}', cell '{c.id}': action_repeat must be >= 1")
+            if c.source is not None:
+                source = next((s for s in self.cells if s.id == c.source), None)
+                if source is None or source is c or source.source is not None:
+                    raise ExperimentError(
+                        f"experiment '{self.name}', cell '{c.id}': source '{c.source}' must be another cell of the "
+                        "experiment that has no source itself"
+                    )
         if not self.metrics or len(set(self.metrics)) != len(self.metrics):
             raise ExperimentError(f"experiment '{self.name}': metrics must be one or more distinct keys, got {self.metrics}")
 

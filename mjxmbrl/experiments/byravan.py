@@ -29,6 +29,14 @@ planner with the mean Q over 10 policy actions (App. F.2), and a PETS ensemble o
 the per-group MLP model (App. F.4). A separate experiment: 16 more cells in the main table would
 triple its default run.
 
+`byravan-transfer`: Sec. 5.3-5.4 and App. F.3 (Fig. 3-4), on the bodies we have offline: MPC+MPO+BC trained
+on a source task (`-source` cells: the agent with its task-agnostic proposal), then on a target task of the
+same body from scratch, with the source run's model fine-tuned or frozen, with its proposal in the planner's
+mixture (annealed from 1 to 0 over M learner updates), or with both. Substitute pairs (the paper's Ant and OP3
+tasks are issue 19's): cartpole swingup -> swingup sparse (same dynamics, a sparse reward) and walker walk ->
+walker run. The proposal mixture is the planner's proposal; the paper also uses it as MPO+BC's behaviour
+policy, which is not built (the MPO+BC transfer cells are left out).
+
 The paper gives these results as curves only (no table), so no cell has a published number.
 """
 
@@ -198,6 +206,71 @@ BYRAVAN_DMC_ABLATIONS = register(
             "actions (App. F.2); ensemble3 replaces the model with a PETS ensemble of 3 members (single-step NLL, "
             "trajectory sampling, App. F.4). A cell's own setting wins over the budget's overrides, so at `--budget smoke` "
             "samples50/samples1000/h5/h20 keep their particle count or horizon."
+        ),
+        metrics=METRICS,
+    )
+)
+
+# ---- byravan-transfer ------------------------------------------------------------------------
+
+# source task -> (target task, its env name, action repeat, M: learner updates over which the transferred
+# proposal's mixture weight falls from 1 to 0, about a quarter of the target run's updates at the small budget)
+TRANSFER_PAIRS = {
+    "cartpole_swingup": ("cartpole_swingup_sparse", "CartpoleSwingupSparse", 8, 3000),
+    "walker_walk": ("walker_run", "WalkerRun", 2, 12000),
+}
+PROPOSAL_MIXTURE = (
+    "agent.agnostic_proposal=true", "planner.proposal=mixture", "planner.mixture_components=[agnostic,policy]",
+    "planner.mixture_start=1.0", "planner.mixture_end=0.0",
+)
+# setting -> the transfer overrides of a target cell (the proposal settings add the mixture and M).
+TRANSFER_SETTINGS = {
+    "scratch": (),
+    "model-finetune": ("transfer.model=finetune",),
+    "model-frozen": ("transfer.model=frozen",),
+    "proposal": ("transfer.proposal=frozen",),
+    "both-finetune": ("transfer.model=finetune", "transfer.proposal=frozen"),
+}
+
+
+def _transfer_cells():
+    cells = []
+    for source_task, (target_task, env_name, repeat, steps) in TRANSFER_PAIRS.items():
+        source = Cell(
+            method="mpc-mpo-bc", task=source_task, config=config_of(source_task, "mpc-mpo-bc"), action_repeat=repeat,
+            overrides=("agent.agnostic_proposal=true",), setting="source",
+        )
+        cells.append(source)
+        for setting, transfer in TRANSFER_SETTINGS.items():
+            proposal = ("transfer.proposal=frozen" in transfer)
+            overrides = (f"env.name={env_name}",) + (
+                PROPOSAL_MIXTURE + (f"planner.mixture_learner_steps={steps}",) if proposal else ()
+            ) + transfer
+            cells.append(Cell(
+                method="mpc-mpo-bc", task=target_task, config=config_of(source_task, "mpc-mpo-bc"),
+                action_repeat=repeat, overrides=overrides, setting=setting,
+                source=source.id if transfer else None,
+            ))
+    return tuple(cells)
+
+
+BYRAVAN_TRANSFER = register(
+    Experiment(
+        name="byravan-transfer",
+        paper=PAPER,
+        table="Sec. 5.3-5.4, Fig. 3-4 and App. F.3: model and proposal transfer (curves only, no published numbers)",
+        description=(
+            "MPC+MPO+BC on a target task from scratch against the source run's model (fine-tuned or frozen), its "
+            "task-agnostic proposal (annealed mixture) or both: cartpole swingup -> swingup sparse, walker walk -> run"
+        ),
+        cells=_transfer_cells(),
+        budgets=_budgets(all_planned=True),
+        notes=(
+            NOTES_COMMON + " The `source` cells train the source task (their runs are what the other cells load, same "
+            "seed). A target cell's setting: scratch; model-finetune / model-frozen (the source's per-group MLP model, "
+            "updated or not); proposal (the source's task-agnostic proposal, frozen, in the planner's mixture with "
+            "the policy, weight 1 -> 0 over M learner updates); both-finetune (model fine-tuned and proposal). "
+            "Substitutes for the paper's Ant/OP3 walking and GTTP pairs: same body, another reward."
         ),
         metrics=METRICS,
     )
