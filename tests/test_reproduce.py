@@ -1,5 +1,6 @@
 """`mjxmbrl reproduce`: the experiment registry, bad input, the results table math, and one tiny end-to-end run."""
 
+import dataclasses
 import json
 import math
 import os
@@ -65,6 +66,26 @@ def test_dmc100k_sac_registry():
     paper = e.budgets["paper"]
     assert (paper.total_env_steps, paper.eval_episodes, paper.seeds) == (100000, 10, 3)
     assert e.budgets["smoke"].seeds == 1 and e.budgets["smoke"].total_env_steps < e.budgets["small"].total_env_steps < 100000
+
+
+def test_sac_states_registry_targets_the_better_public_figure(tmp_path):
+    e = get_experiment("sac-states")
+    # task: (action repeat, TD-MPC2's SAC, SimbaV2's SAC) at 100k env steps
+    expected = {
+        "cartpole_swingup": (8, 835, 861), "reacher_easy": (4, 540, 931), "finger_spin": (2, 762, 475),
+        "walker_walk": (2, 708, 449), "cheetah_run": (4, 310, 178), "ball_in_cup_catch": (4, 958, 972),
+    }
+    assert [c.task for c in e.cells] == list(expected) and e.methods == ("sac",)
+    for cell in e.cells:
+        repeat, tdmpc2, simba = expected[cell.task]
+        assert cell.action_repeat == repeat and read_yaml(cell.config_path)["env"]["action_repeat"] == repeat
+        assert cell.published.mean == max(tdmpc2, simba)
+        assert [(name, p.mean) for name, p in cell.reference] == [("TD-MPC2 SAC", tdmpc2), ("SimbaV2 SAC", simba)]
+    planned = plan_runs(e, e.budgets["paper"], 3, tmp_path)
+    assert len(planned) == 18
+    # One set of agent settings for every task: the configs differ in the env section (and the warm-up) only.
+    agents = {json.dumps(dataclasses.asdict(r.cfg.agent), sort_keys=True) for r in planned}
+    assert len(agents) == 1 and planned[0].cfg.agent.critic_layer_norm and planned[0].cfg.agent.n_step == 3
 
 
 def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
