@@ -38,11 +38,13 @@ def random_batch(key, n=B):
     )
 
 
-def test_svg0_actor_loss_and_gradient_equal_sac():
-    """Same params, batch and key: SVG(0)'s expansion path gives SAC's Eq. 7 loss and gradient."""
-    parts = make_svg(SMALL, OBS, ACT, 1000, return_parts=True)
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_svg0_actor_loss_and_gradient_equal_sac(layer_norm):
+    """Same params, batch and key: SVG(0)'s expansion path gives SAC's Eq. 7 loss and gradient (with the
+    critics' layer norm on or off: the SAC defaults take it)."""
+    parts = make_svg(dataclasses.replace(SMALL, critic_layer_norm=layer_norm), OBS, ACT, 1000, return_parts=True)
     state = parts.init(jax.random.PRNGKey(0))
-    sac_core = make_sac_core(SACConfig(hidden_sizes=(32, 32)), OBS, ACT)
+    sac_core = make_sac_core(SACConfig(hidden_sizes=(32, 32), critic_layer_norm=layer_norm), OBS, ACT)
     obs = random_batch(jax.random.PRNGKey(1)).obs
     key, alpha = jax.random.PRNGKey(2), jnp.asarray(0.3)
     svg_fn = parts.actor_loss(state, obs, key, alpha, {}, None)
@@ -125,6 +127,7 @@ def cfg_dict(agent=None, model=None, env=None):
         ({"horizon": 2}, {"name": "gru", "learn_reward": True}, None, "model.learn_reward=false"),
         ({"horizon": 3}, {"name": "gru", "seq_len": 2}, None, "shorter than agent.horizon"),
         ({"horizon": 0, "critic_mve": True}, None, None, "needs agent.horizon >= 1"),
+        ({"horizon": 2, "n_step": 3}, None, None, "n-step targets are a SAC option"),
     ],
 )
 def test_config_rejects(agent, model, env, needle):
