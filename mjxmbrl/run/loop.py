@@ -55,7 +55,6 @@ from mjxmbrl.run.devices import (
 )
 from mjxmbrl.run.disk import DiskFull, atomic_write, disk_full_as_error
 from mjxmbrl.run.evaluation import add_eval, make_seed_evaluator
-from mjxmbrl.run.transfer import apply_transfer
 from mjxmbrl.run.logging import (
     MetricsWriter,
     RunLogger,
@@ -63,6 +62,7 @@ from mjxmbrl.run.logging import (
     rewrite_metrics,
     t_interval_half_width,
 )
+from mjxmbrl.run.transfer import apply_transfer
 from mjxmbrl.train import build, init_run_state, make_train_chunk
 from mjxmbrl.types import MjxmbrlError
 
