@@ -159,3 +159,31 @@ def test_mixture_weight_over_m_learner_steps():
     assert float(training_progress(whole_run, jnp.asarray(240))) == 0.5  # 0: over the run's env steps
     with pytest.raises(ConfigError, match="mixture_learner_steps"):
         load_config(None, SMALL + ["planner.mixture_learner_steps=-1"])
+
+
+def test_actor_samples_the_mixture_proposal_with_act_from_proposal():
+    """Byravan Sec. 5.4: at the start the actor samples the reloaded proposal only (the policy does not matter and
+    the step is flagged for the off-policy traces); once the weight reaches 0, it samples the policy again."""
+    from mjxmbrl.agents import EXPLORE
+
+    cfg = load_config(None, SMALL + ["planner.p_plan=0.0", "planner.act_from=proposal", "planner.mixture_learner_steps=50",
+                                     "train.warmup_env_steps=0", "train.updates_per_step=1"])
+    components = build(cfg)
+    agent, ts = components.agent, init_state(components)
+    other_policy = ts.agent.replace(learner=agent.init(jax.random.PRNGKey(42)).learner)
+    key = jax.random.PRNGKey(3)
+
+    def act(state, env_steps):
+        action, _, extras, _ = jax.jit(agent.act, static_argnums=5)(key, state, ts.carry, ts.env_state,
+                                                                     jnp.asarray(env_steps, jnp.int32), EXPLORE)
+        return np.asarray(action), np.asarray(extras["planned"])
+
+    start, start_other = act(ts.agent, 0), act(other_policy, 0)
+    np.testing.assert_array_equal(start[0], start_other[0])  # weight 1: the agnostic proposal alone
+    assert start[1].min() == 1.0  # flagged: not the policy's density
+    late, late_other = act(ts.agent, 4 * 1000), act(other_policy, 4 * 1000)  # far past M = 50 updates: weight 0
+    assert not np.array_equal(late[0], late_other[0]) and late[1].max() == 0.0
+    policy_cfg = load_config(None, SMALL + ["planner.p_plan=0.0", "train.warmup_env_steps=0"])
+    assert policy_cfg.planner.act_from == "policy"
+    with pytest.raises(ConfigError, match="act_from"):
+        load_config(None, SMALL + ["planner.act_from=planner"])

@@ -84,8 +84,9 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
     if cfg.planner.name != "none":
         from mjxmbrl.planners import make_planner
 
-        planner = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size, learner, agnostic)[0]
+        planner, _, proposal = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size, learner, agnostic)
         planning = make_planning_actor(planner, model, spec.obs_size)
+    acts_from_proposal = planning is not None and cfg.planner.act_from == "proposal"
     # Uniform actions on [-1, 1]^A during the warm-up: their density, for off-policy corrections.
     uniform_log_prob = -spec.action_size * jnp.log(2.0)
 
@@ -123,7 +124,7 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
 
     def act(key, state, carry, env_state, env_steps, mode):
         policy_params = learner.policy_params(state.learner)
-        if planning is None or mode == POLICY or (mode == EXPLORE and cfg.planner.p_plan == 0.0):
+        if planning is None or mode == POLICY or (mode == EXPLORE and cfg.planner.p_plan == 0.0 and not acts_from_proposal):
             action = learner.policy(policy_params, net_obs(state, env_state.obs), key, mode != EXPLORE)
             if mode != EXPLORE:  # evaluation stores nothing
                 return action, carry, {}, {}
@@ -140,11 +141,27 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
         planned_action, carry, planner_state, metrics = plan_where_needed(
             k_plan, carry, env_state, plan_params(state), progress, jnp.any(executed)
         )
-        policy_action = learner.policy(policy_params, net_obs(state, env_state.obs), k_policy, False)
+        if acts_from_proposal:  # Byravan Sec. 5.4: the actor samples the planner's (mixture) proposal
+            policy_action = proposal(plan_params(state), env_state.obs, k_policy, progress)
+            # Where the sample may come from another component than the policy, its density under the policy is
+            # not the behaviour's: flag it like a planned action, so the learner's off-policy traces are cut there.
+            other = (~use_plan) & (non_policy_weight(progress) > 0.0) & (env_steps >= warmup)
+        else:
+            policy_action = learner.policy(policy_params, net_obs(state, env_state.obs), k_policy, False)
+            other = jnp.zeros_like(use_plan)
         action = jnp.where(use_plan[:, None], planned_action, policy_action)
         metrics = {**metrics, "train/planned_fraction": jnp.mean(executed.astype(jnp.float32))}
-        extras = behaviour_extras(state, env_state, action, executed, env_steps)
+        extras = behaviour_extras(state, env_state, action, executed | other, env_steps)
         return action, planning.keep(carry, planner_state, executed), extras, metrics
+
+    def non_policy_weight(progress):
+        """[] the probability that the planner's proposal samples a component other than the learned policy."""
+        p = cfg.planner
+        if p.proposal != "mixture":
+            return jnp.asarray(0.0 if p.proposal == "policy" else 1.0)
+        w = p.mixture_start + (p.mixture_end - p.mixture_start) * jnp.clip(progress, 0.0, 1.0)
+        first, second = p.mixture_components
+        return (first != "policy") * w + (second != "policy") * (1.0 - w)
 
     def plan_where_needed(key, carry, env_state, pp, progress, needed):
         """The planner's step where some env executes its action (a model with a belief plans always, since

@@ -34,8 +34,8 @@ on a source task (`-source` cells: the agent with its task-agnostic proposal), t
 same body from scratch, with the source run's model fine-tuned or frozen, with its proposal in the planner's
 mixture (annealed from 1 to 0 over M learner updates), or with both. Substitute pairs (the paper's Ant and OP3
 tasks are issue 19's): cartpole swingup -> swingup sparse (same dynamics, a sparse reward) and walker walk ->
-walker run. The proposal mixture is the planner's proposal; the paper also uses it as MPO+BC's behaviour
-policy, which is not built (the MPO+BC transfer cells are left out).
+walker run. The proposal mixture is the planner's proposal and what the actor samples when it does not plan
+(`planner.act_from: proposal`). MPO+BC transfer cells are left out: an agent without a planner has no mixture.
 
 The paper gives these results as curves only (no table), so no cell has a published number.
 """
@@ -221,7 +221,7 @@ TRANSFER_PAIRS = {
 }
 PROPOSAL_MIXTURE = (
     "agent.agnostic_proposal=true", "planner.proposal=mixture", "planner.mixture_components=[agnostic,policy]",
-    "planner.mixture_start=1.0", "planner.mixture_end=0.0",
+    "planner.mixture_start=1.0", "planner.mixture_end=0.0", "planner.act_from=proposal",
 )
 # setting -> the transfer overrides of a target cell (the proposal settings add the mixture and M).
 TRANSFER_SETTINGS = {
@@ -269,7 +269,7 @@ BYRAVAN_TRANSFER = register(
             NOTES_COMMON + " The `source` cells train the source task (their runs are what the other cells load, same "
             "seed). A target cell's setting: scratch; model-finetune / model-frozen (the source's per-group MLP model, "
             "updated or not); proposal (the source's task-agnostic proposal, frozen, in the planner's mixture with "
-            "the policy, weight 1 -> 0 over M learner updates); both-finetune (model fine-tuned and proposal). "
+            "the policy, weight 1 -> 0 over M learner updates, which the actor also samples when it does not plan); both-finetune (model fine-tuned and proposal). "
             "Substitutes for the paper's Ant/OP3 walking and GTTP pairs: same body, another reward."
         ),
         metrics=METRICS,

@@ -48,6 +48,7 @@ class PlannerConfig:
         "reward": ("known", "model"),
         "proposal": ("gaussian", "policy", "agnostic", "mixture"),
         "value": ("none", "soft", "q", "optimistic", "dreamer"),
+        "act_from": ("policy", "proposal"),
     }
 
     horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
@@ -75,6 +76,10 @@ class PlannerConfig:
     # Acting in training (Byravan Alg. 1): per env and step, the planner's action with probability p_plan, else
     # the learned policy's (an agent without a policy always plans).
     p_plan: float = 1.0
+    # What the actor samples when it does not plan: policy (Alg. 1's pi_theta, the learned policy) | proposal (the
+    # planner's proposal, e.g. Byravan Sec. 5.4's mixture of a reloaded task-agnostic proposal and the policy, "from
+    # which the actor samples exclusively at the start"; agents sac/svg/mpo with a planner).
+    act_from: str = "policy"
 
 
 @dataclasses.dataclass(frozen=True)
