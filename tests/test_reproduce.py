@@ -85,7 +85,7 @@ def test_sac_states_registry_targets_the_better_public_figure(tmp_path):
     assert len(planned) == 18
     # One set of agent settings for every task: the configs differ in the env section (and the warm-up) only.
     agents = {json.dumps(dataclasses.asdict(r.cfg.agent), sort_keys=True) for r in planned}
-    assert len(agents) == 1 and planned[0].cfg.agent.critic_layer_norm and planned[0].cfg.agent.n_step == 3
+    assert len(agents) == 1 and planned[0].cfg.agent.critic_layer_norm and planned[0].cfg.agent.n_step == 1
 
 
 def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
