@@ -117,6 +117,24 @@ def test_nstep_target_optimises_over_candidates(pointmass):
     assert float(jnp.mean(out[64] - out[1])) > 0
 
 
+def test_shared_candidate_targets_equal_per_member_mppi_on_the_zero_plan(pointmass):
+    """One round (members share the rollouts) and two rounds (per-member MPPI) score the same zero plan
+    when there is one candidate: the shared path's rollout, discounting and terminal values agree."""
+    env, step, states = pointmass
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    values_state = ens.init(jax.random.PRNGKey(3))
+    template = env.reset_one(jax.random.PRNGKey(0))
+    out = {}
+    for rounds in (1, 2):
+        cfg = load_config(None, [*TINY, "agent.target_horizon=3", "agent.target_samples=1", "planner.discount=0.9",
+                                 f"agent.target_iterations={rounds}"])
+        target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
+        out[rounds] = target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs)
+    assert out[1].shape == out[2].shape == (3, 6)
+    np.testing.assert_allclose(out[1], out[2], rtol=1e-5, atol=1e-6)
+    assert float(jnp.std(out[1], axis=0).mean()) > 0  # the members' values differ
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.name=mlp", "model.name=oracle"),
     ("planner.name=cem", "planner.name=mppi"),

@@ -13,9 +13,10 @@ and Exploration via Model-Based Control", arXiv:1811.01848, Alg. 1:
 
         y_k(s_i) = max_{a_0:N-1} sum_{t<N} gamma^t r(s_t, a_t) + gamma^N V_k(s_N),  s_0 = s_i,
 
-    by MPPI on the simulator restored to s_i (agent.target_horizon N, agent.target_samples
-    trajectories, agent.target_iterations rounds; the best return scored is the target), batched
-    over states and members; then one step of Eq. 5 on every member (learners/polo_value.py).
+    by a trajectory optimiser on the simulator restored to s_i (agent.target_horizon N,
+    agent.target_samples trajectories, agent.target_iterations MPPI rounds; the best return scored
+    is the target; with one round the members share the candidates), batched over states and
+    members; then one step of Eq. 5 on every member (learners/polo_value.py).
 
 Lifetime learning with or without resets is the env's time limit: `env.episode_length` at least
 `train.total_env_steps` is one life without resets. With planner.value=none this agent is MPC alone
@@ -36,7 +37,7 @@ from mjxmbrl.agents.parts import make_planning_actor
 from mjxmbrl.envs.snapshots import restore, snapshot, snapshot_spec
 from mjxmbrl.learners.polo_value import ACTIVATIONS, make_prior_value_ensemble
 from mjxmbrl.ops import log_sum_exp_aggregate
-from mjxmbrl.planners.base import PlanParams, make_rollout_core
+from mjxmbrl.planners.base import PlanParams, clip_actions, make_rollout_core
 from mjxmbrl.planners.mppi import mppi_optimize
 from mjxmbrl.types import ConfigError
 
@@ -159,16 +160,19 @@ def make_polo_agent(cfg, parts) -> Agent:
 def make_nstep_target(cfg, ensemble, model):
     """target(key, values_state, template State, snapshots {name: [n, ...]}, obs [n, D]) -> y [K, n] (Eq. 7).
 
-    For every member k and state s_i: MPPI with horizon N = agent.target_horizon from the simulator
-    restored to s_i, scoring sum_{t<N} gamma^t r_t + gamma^N V_k(s_N) with member k's own value, from a
-    zero mean plan; the best return it scored is y_k(s_i). With N = 1 and one sample this is
+    For every member k and state s_i: the best of the returns sum_{t<N} gamma^t r_t + gamma^N V_k(s_N)
+    that a trajectory optimiser with horizon N = agent.target_horizon finds on the simulator restored to
+    s_i, with member k's own value at the end. With agent.target_iterations = 1 (one round: the zero
+    plan and agent.target_samples - 1 Gaussian perturbations of it) the K members score the same
+    candidates, so each state is rolled out once instead of K times and only the terminal values differ;
+    with more rounds each member runs its own MPPI. With N = 1 and one sample this is
     r(s_i, 0) + gamma V_k(s_1) exactly.
     """
     a, p = cfg.agent, cfg.planner
     core = make_rollout_core(model, p.discount, None, float(cfg.env.action_repeat),
                              lambda vp, obs, key: ensemble.member(vp[0], vp[1], obs))
 
-    def one(key, values_state, k, template, snap, obs):
+    def per_member(key, values_state, k, template, snap, obs):
         k_init, k_opt = jax.random.split(key)
         pp = PlanParams(model={}, value=(values_state, k))
         z0 = core.initial_particles(pp, obs, k_init, a.target_samples, restore(template, snap, obs))
@@ -176,10 +180,24 @@ def make_nstep_target(cfg, ensemble, model):
         return mppi_optimize(core, pp, z0, mean, k_opt, a.target_samples, p.noise_sigma, p.temperature,
                              a.target_iterations)[1]
 
+    def shared(key, values_state, template, snap, obs):  # -> [K]
+        k_init, k_noise, k_steps = jax.random.split(key, 3)
+        pp = PlanParams(model={})
+        z0 = core.initial_particles(pp, obs, k_init, a.target_samples, restore(template, snap, obs))
+        shape = (a.target_samples, a.target_horizon, model_action_size(template))
+        candidates = clip_actions((p.noise_sigma * jax.random.normal(k_noise, shape)).at[0].set(0.0))
+        z, ret, weight = core.rollout(pp, z0, candidates, jax.random.split(k_steps, a.target_horizon))
+        values = ensemble.values(values_state, core.observe(pp, z))  # [K, S]
+        return jnp.max(ret[None] + weight[None] * values, axis=1)
+
     def target(key, values_state, template, snaps, obs):
+        if a.target_iterations == 1:
+            keys = jax.random.split(key, obs.shape[0])
+            return jax.vmap(shared, in_axes=(0, None, None, 0, 0), out_axes=1)(keys, values_state, template, snaps, obs)
+
         def member(k_key, k):
             keys = jax.random.split(k_key, obs.shape[0])
-            return jax.vmap(one, in_axes=(0, None, None, None, 0, 0))(keys, values_state, k, template, snaps, obs)
+            return jax.vmap(per_member, in_axes=(0, None, None, None, 0, 0))(keys, values_state, k, template, snaps, obs)
 
         members = jnp.arange(ensemble.num_values)
         return jax.vmap(member)(jax.random.split(key, ensemble.num_values), members)

@@ -159,6 +159,7 @@ class RolloutCore(NamedTuple):
     step: Callable[..., Any]  # (plan_params, z [P], a [P, A], key) -> (z', r [P], alive [P])
     value: Callable[..., jax.Array]  # (plan_params, z [P], key) -> [P]
     score: Callable[..., jax.Array]  # (plan_params, z0 [P], actions [P, H, A], key) -> [P]
+    rollout: Callable[..., Any]  # (plan_params, z0 [P], actions [P, H, A], step_keys [H]) -> (z_H, return [P], weight [P])
     discount: float
 
 
@@ -212,10 +213,11 @@ def make_rollout_core(
             return jnp.zeros(jax.tree.leaves(z)[0].shape[:1], jnp.float32)
         return value_fn(pp.value, observe(pp, z), key)
 
-    def score(pp: PlanParams, z0, actions, key):
-        """Discounted return of each particle's action sequence plus the discounted terminal value."""
-        horizon = actions.shape[1]
-        step_keys = jax.random.split(key, horizon + 1)
+    def rollout(pp: PlanParams, z0, actions, step_keys):
+        """Particles z0 [P] through actions [P, H, A] (step_keys [H]) -> (z_H [P], return [P], weight [P]).
+
+        return = sum_t gamma^t alive_t r_t; weight = gamma^H alive_H, what a terminal value is scaled by.
+        """
 
         def body(carry, inputs):
             z, ret, alive, scale = carry
@@ -227,10 +229,16 @@ def make_rollout_core(
 
         n = actions.shape[0]
         init = (z0, jnp.zeros((n,), jnp.float32), jnp.ones((n,), jnp.float32), jnp.asarray(1.0, jnp.float32))
-        (z, ret, alive, scale), _ = jax.lax.scan(body, init, (jnp.swapaxes(actions, 0, 1), step_keys[:-1]))
-        return ret + scale * alive * value(pp, z, step_keys[-1])
+        (z, ret, alive, scale), _ = jax.lax.scan(body, init, (jnp.swapaxes(actions, 0, 1), step_keys))
+        return z, ret, scale * alive
 
-    return RolloutCore(initial_particles, observe, step, value, score, discount)
+    def score(pp: PlanParams, z0, actions, key):
+        """Discounted return of each particle's action sequence plus the discounted terminal value."""
+        step_keys = jax.random.split(key, actions.shape[1] + 1)
+        z, ret, weight = rollout(pp, z0, actions, step_keys[:-1])
+        return ret + weight * value(pp, z, step_keys[-1])
+
+    return RolloutCore(initial_particles, observe, step, value, score, rollout, discount)
 
 
 def shift_plan(plan: jax.Array, fill: Optional[jax.Array] = None) -> jax.Array:
