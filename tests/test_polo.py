@@ -50,6 +50,19 @@ def test_prior_stays_fixed_while_the_trainable_part_fits_its_targets():
     assert float(jnp.mean(jnp.abs(values[0] - values[1]))) > 0.1
 
 
+def test_value_inputs_pick_what_the_members_read():
+    """With input_dims the members read those observation entries only, prior and trainable part alike."""
+    ens = make_prior_value_ensemble(obs_size=4, num_values=3, hidden_sizes=(16, 16), input_dims=(0, 1))
+    state = ens.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
+    moved = obs.at[:, 2:].add(5.0)  # the velocities change, the positions do not
+    np.testing.assert_array_equal(ens.values(state, obs), ens.values(state, moved))
+    np.testing.assert_array_equal(ens.member(state, 2, obs), ens.member(state, 2, moved))
+    assert float(jnp.max(jnp.abs(ens.values(state, obs.at[:, 0].add(1.0)) - ens.values(state, obs)))) > 1e-3
+    state, _ = ens.update(jax.random.PRNGKey(2), state, obs, jnp.zeros((3, 8)))  # trains on [K, n] targets
+    assert jax.tree.leaves(state.params)[0].shape[0] == 3
+
+
 def test_prior_decides_the_value_far_from_the_data():
     """Untrained states keep the members' disagreement (the optimism POLO explores with)."""
     ens = make_prior_value_ensemble(obs_size=2, num_values=6, hidden_sizes=(32, 32), target_noise=0.0, prior_scale=3.0, lr=1e-2)
@@ -140,6 +153,8 @@ def test_shared_candidate_targets_equal_per_member_mppi_on_the_zero_plan(pointma
     ("planner.name=cem", "planner.name=mppi"),
     ("planner.value=soft", "planner.value must be optimistic"),
     ("agent.kappa=0", "kappa"),
+    ("agent.value_inputs=[0,4]", "distinct indices of the 4 observation entries"),
+    ("agent.value_inputs=[1,1]", "distinct indices"),
 ])
 def test_bad_polo_configs_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):

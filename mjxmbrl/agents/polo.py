@@ -63,6 +63,9 @@ class POLOConfig:
     target_horizon: int = 8  # N of Eq. 7 (1: trajectory-centric fitted value iteration)
     target_samples: int = 32  # trajectories the N-step optimisation scores per iteration
     target_iterations: int = 1
+    # Observation entries the value networks read (App. A hand-picks them per task); () = all. The
+    # point-mass worlds read the position [0, 1]: Fig. 2b's value is a function of where the mass is.
+    value_inputs: Tuple[int, ...] = ()
 
 
 def check_polo(cfg) -> None:
@@ -80,6 +83,13 @@ def check_polo(cfg) -> None:
     for key in ("num_values", "batch_size", "target_horizon", "target_samples", "target_iterations"):
         if getattr(a, key) < 1:
             raise ConfigError(f"agent.{key} must be >= 1, got {getattr(a, key)}")
+    from mjxmbrl.envs.registry import ENV_SPECS
+
+    spec = ENV_SPECS.get(cfg.env.name)
+    bad = [i for i in a.value_inputs if i < 0 or (spec is not None and i >= spec.obs_size)]
+    if bad or len(set(a.value_inputs)) != len(a.value_inputs):
+        size = f" of the {spec.obs_size} observation entries of {cfg.env.name}" if spec is not None else ""
+        raise ConfigError(f"agent.value_inputs must be distinct indices{size}, got {list(a.value_inputs)}")
     if a.kappa <= 0 or a.lr <= 0:
         raise ConfigError("agent.kappa and agent.lr must be > 0")
     if a.target_noise < 0 or a.weight_decay < 0 or a.prior_scale < 0:
@@ -97,7 +107,7 @@ def make_polo_agent(cfg, parts) -> Agent:
 
     a, spec, replay, model = cfg.agent, parts.spec, parts.replay, parts.model
     ensemble = make_prior_value_ensemble(spec.obs_size, a.num_values, a.hidden_sizes, a.activation, a.prior_scale,
-                                         a.target_noise, a.weight_decay, a.lr)
+                                         a.target_noise, a.weight_decay, a.lr, a.value_inputs)
     learns = cfg.planner.value == "optimistic"
 
     def optimistic_value(values_state, obs, key):

@@ -66,7 +66,7 @@ POLO_EXPLORATION = register(
             "Our own MJX worlds stand in for the paper's (its layouts are not published): a 2 m square arena of 16 x 16 "
             "cells, the maze a spanning tree of corridors (envs/point_mass_worlds.py). Ours is the coverage at the end "
             "of the life (`env/coverage`); random is the train step's uniform actions over the whole life. CPU budget "
-            "(`small`): G = 16 gradient steps every 16 steps, targets optimised over 16 trajectories of N = 4 steps; "
+            "(`small`): G = 16 gradient steps every 16 control steps, targets the best of 8 trajectories of N = 4 agent steps; "
             "`paper`: G = 64 (the paper's humanoid setting), 32 trajectories, N = 8."
         ),
         metrics=("env/coverage",),

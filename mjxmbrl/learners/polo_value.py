@@ -60,11 +60,16 @@ def make_prior_value_ensemble(
     target_noise: float = 0.1,
     weight_decay: float = 1e-4,
     lr: float = 1e-3,
+    input_dims: Sequence[int] = (),
 ) -> PriorValueEnsemble:
     """Defaults: POLO's humanoid value networks (App. A: K = 6, 2 x 16 tanh, Adam with default settings).
 
     target_noise is sigma and weight_decay sigma^2 / lambda of Eq. 5 (the paper gives neither number).
+    input_dims: the observation entries the networks read (App. A picks the value's inputs per task);
+    () reads all obs_size of them. Every function still takes full observations [..., obs_size].
     """
+    dims = jnp.asarray(tuple(input_dims), jnp.int32) if len(input_dims) else None
+    inputs = (lambda obs: obs) if dims is None else (lambda obs: jnp.take(obs, dims, axis=-1))  # noqa: E731
     act = ACTIVATIONS[activation]
     ensemble = ValueEnsemble(num_values, tuple(hidden_sizes), act)
     single = Value(tuple(hidden_sizes), act)
@@ -72,20 +77,21 @@ def make_prior_value_ensemble(
 
     def init(key: PRNGKey) -> ValueEnsembleState:
         k_train, k_prior = jax.random.split(key)
-        dummy = jnp.zeros((1, obs_size))
+        dummy = inputs(jnp.zeros((1, obs_size)))
         params = ensemble.init(k_train, dummy)["params"]
         prior = ensemble.init(k_prior, dummy)["params"]
         return ValueEnsembleState(params=params, prior=prior, opt_state=opt.init(params))
 
     def combine(params, prior, obs):
-        return prior_scale * ensemble.apply({"params": prior}, obs) + ensemble.apply({"params": params}, obs)
+        x = inputs(obs)
+        return prior_scale * ensemble.apply({"params": prior}, x) + ensemble.apply({"params": params}, x)
 
     def values(state: ValueEnsembleState, obs: jax.Array) -> jax.Array:
         return combine(state.params, jax.lax.stop_gradient(state.prior), obs)
 
     def member(state: ValueEnsembleState, k, obs: jax.Array) -> jax.Array:
         take = lambda tree: jax.tree.map(lambda x: x[k], tree["members"])  # noqa: E731
-        apply = lambda p: single.apply({"params": p}, obs)  # noqa: E731
+        apply = lambda p: single.apply({"params": p}, inputs(obs))  # noqa: E731
         return prior_scale * apply(take(state.prior)) + apply(take(state.params))
 
     def update(key: PRNGKey, state: ValueEnsembleState, obs: jax.Array, targets: jax.Array):
