@@ -314,3 +314,52 @@ def test_cells_selection_and_order_through_reproduce(tmp_path, two_cell_experime
     assert [c["cell"] for c in cells] == ["sac-toy_reach-small"]
     assert cells[0]["curves"] == {"0": {"env_steps": [300], "value": [5.0]}, "1": {"env_steps": [300], "value": [15.0]}}
     assert "sac-toy_reach:" not in (out / "results.md").read_text() and "--cells *-small" in (out / "results.md").read_text()
+
+
+def _children(pid: int):
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process parents from /proc")
+def test_sigterm_stops_the_worker_processes_of_a_parallel_reproduce(tmp_path):
+    """`kill` of a reproduce --jobs 2 must not leave its training workers running on as orphans."""
+    import signal
+    import time
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "mjxmbrl.cli", "reproduce", "dmc100k-sac", "--budget", "smoke",
+                             "--jobs", "2", "--out", str(tmp_path / "out")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and proc.poll() is None:
+            workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+            if len(workers) >= 2 and list((tmp_path / "out" / "runs").glob("*/config.yaml")):
+                break  # both workers exist and a run has started training
+            time.sleep(0.5)
+        assert len(workers) >= 2, "the parallel reproduce did not start its workers"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "stopped by signal 15" in stderr
+        time.sleep(5)
+        assert not [p for p in workers if _alive(p)], "workers outlived the reproduce"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -377,7 +377,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("error: aborted by a second Ctrl-C; the last complete checkpoint is kept", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if str(err).startswith("signal"):  # reproduce's SIGTERM (cli/reproduce.py)
+            print(f"error: stopped by {err}; the runs in flight were stopped, finished runs and checkpoints are kept: "
+                  "the same command continues", file=sys.stderr)
+        else:
+            print("error: aborted by a second Ctrl-C; the last complete checkpoint is kept", file=sys.stderr)
         return 130
 

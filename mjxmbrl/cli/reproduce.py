@@ -30,6 +30,7 @@ results.md marks the value so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import fnmatch
@@ -38,6 +39,8 @@ import math
 import os
 import platform
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -300,7 +303,8 @@ def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     waves = [[item for item in todo if item[1].cell.source is None], [item for item in todo if item[1].cell.source]]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            _sigterm_as_interrupt():
         started = {}
         try:
             for wave in waves:  # sources first, then the runs that load them
@@ -320,8 +324,29 @@ def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict
         except BaseException:
             for future in started:
                 future.cancel()
+            # Workers are processes of their own: stop the runs in flight, or they outlive this one
+            # (their checkpoints stay; the next invocation resumes them).
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
             raise
     return records
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, a job scheduler) raises KeyboardInterrupt here, so `execute` stops its workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---- results -----------------------------------------------------------------------
