@@ -246,14 +246,15 @@ def _train_one(cfg: Any, run_dir: Path, resume: bool) -> Dict[str, Any]:
 
     from mjxmbrl.run.loop import TrainingDiverged, train
 
+    tic = time.perf_counter()
     try:
         if resume:
             train(resume_dir=run_dir)
         else:
             train(cfg)
-        return {"status": "done"}
+        return {"status": "done", "wall_s": time.perf_counter() - tic}
     except TrainingDiverged as err:
-        return {"status": "diverged", "error": str(err)}
+        return {"status": "diverged", "error": str(err), "wall_s": time.perf_counter() - tic}
     finally:
         jax.clear_caches()  # each run compiles its own programs; do not keep them all in memory
 
@@ -287,7 +288,8 @@ def execute(planned: Sequence[PlannedRun], log=None, jobs: int = 1) -> List[Dict
     todo.sort(key=lambda item: item[1].cell.source is not None)
 
     def finish(where, record, result, tic):
-        record["wall_s"] = time.perf_counter() - tic
+        # the run's own time (a worker's run may have waited in the queue since it was submitted)
+        record["wall_s"] = result.get("wall_s", time.perf_counter() - tic)
         if result["status"] == "diverged":
             log(f"{where}: diverged, left out of the results: {result['error']}")
             record.update(status="diverged", error=result["error"])
