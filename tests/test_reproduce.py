@@ -190,6 +190,21 @@ def test_results_table_math(tmp_path):
         assert needle in text
 
 
+def test_results_table_keeps_three_significant_digits_of_fractions(tmp_path):
+    # coverages of 0.2, 0.25, 0.3 -> mean 0.25, std 0.05: one decimal would print "0.2 ± 0.1" (or 0.1 ± 0.0 for
+    # a random walk's 0.07), so values below 1 keep 3 significant digits and the std the mean's decimals
+    runs = [_write_run(tmp_path / f"s{s}", s, [(300, v)]) for s, v in zip((0, 1, 2), (0.2, 0.25, 0.3))]
+    small = [_write_run(tmp_path / "small", 0, [(300, 0.0741)])]
+    results = collect_results(TABLE_EXPERIMENT, {"sac-toy_reach": runs, "sac-toy_reach-one_seed": small})
+    text = results_markdown(
+        TABLE_EXPERIMENT, TABLE_EXPERIMENT.budgets["smoke"], results, seeds=3,
+        command="mjxmbrl reproduce table-test", date="2025-01-01", machine="test machine",
+    )
+    assert "| toy_reach | sac | – | 0.250 ± 0.050 | 3 | 300 | 150 ± 20 | -149.8 |" in text
+    assert "| toy_reach | sac | one seed | 0.0741 | 1 |" in text
+    assert "seed 1: 0.250 @ 300" in text and "seed 0: 0.0741 @ 300" in text
+
+
 def test_run_status(tmp_path):
     cfg = load_config(ROOT / "configs" / "debug.yaml", ["train.total_env_steps=300"])
     run = PlannedRun(TABLE_EXPERIMENT.cells[0], 0, tmp_path / "r", cfg)

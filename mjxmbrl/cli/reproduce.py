@@ -447,14 +447,26 @@ def collect_results(
     return results
 
 
-def _fmt(x: Optional[float], signed: bool = False) -> str:
+def _decimals(x: Optional[float]) -> int:
+    """Decimals that show `x` to 3 significant digits below 1 (a coverage of 0.0741), else 1 (a return of 847.3)."""
+    if x is None or not math.isfinite(x) or abs(x) >= 1.0 or x == 0.0:
+        return 1
+    return 2 - math.floor(math.log10(abs(x)))
+
+
+def _fmt(x: Optional[float], signed: bool = False, decimals: Optional[int] = None) -> str:
     if x is None:
         return "–"
-    return f"{x:+.1f}" if signed else f"{x:.1f}"
+    d = _decimals(x) if decimals is None else decimals
+    return f"{x:+.{d}f}" if signed else f"{x:.{d}f}"
 
 
 def _fmt_mean_std(r: CellResult) -> str:
-    return "not run" if r.n == 0 else _fmt(r.mean) + (f" ± {_fmt(r.std)}" if r.std is not None else "")
+    """'mean ± std', the std to the mean's decimals."""
+    if r.n == 0:
+        return "not run"
+    d = _decimals(r.mean)
+    return _fmt(r.mean, decimals=d) + (f" ± {_fmt(r.std, decimals=d)}" if r.std is not None else "")
 
 
 def metric_label(metric: str) -> str:
@@ -583,9 +595,9 @@ def results_markdown(
     lines += ["", "Per seed (final value, env steps):", ""]
     for r in results:
         per = ", ".join(
-            f"seed {s}: {v:.1f} @ {r.final_env_steps[s]}"
+            f"seed {s}: {_fmt(v)} @ {r.final_env_steps[s]}"
             + "".join(
-                f" ({METRIC_LABELS.get(m, m)} {r.others[m].per_seed[s]:.1f}{FALLBACK_MARK if s in r.others[m].fallback_seeds else ''})"
+                f" ({METRIC_LABELS.get(m, m)} {_fmt(r.others[m].per_seed[s])}{FALLBACK_MARK if s in r.others[m].fallback_seeds else ''})"
                 for m in others if m in r.others and s in r.others[m].per_seed
             )
             for s, v in r.per_seed.items()
