@@ -5,6 +5,8 @@ import json
 from mjxmbrl.cli import main
 from mjxmbrl.cli.bench import bench_acting, bench_memory, bench_scaling, bench_seeds
 
+POINT_MASS = "configs/polo/point_mass_maze.yaml"
+
 
 def test_quick_benches_write_markdown_and_json(tmp_path):
     out = tmp_path / "bench.md"
@@ -40,8 +42,24 @@ def test_quick_acting_bench_times_planner_against_policy(tmp_path):
     assert row["ratio"] == row["eval"]["ms_per_step"] / row["policy"]["ms_per_step"]
 
 
+def test_acting_bench_of_an_agent_without_policy_times_the_plan_only(tmp_path):
+    """POLO's MPPI on the simulator (Lowrey et al. 2019) has no policy to compare with: one timed mode, overrides applied."""
+    out = tmp_path / "bench.md"
+    overrides = ("planner.num_samples=4", "planner.horizon=2")
+    report = bench_acting(config=POINT_MASS, envs=[1], steps=2, overrides=overrides, calls=1, out=str(out))
+    (record,) = json.loads(out.with_suffix(".json").read_text())
+    assert record["planner"] == "mppi" and record["num_particles"] == 4 and record["horizon"] == 2
+    assert record["overrides"] == list(overrides) and "planner.horizon=2" in record["command"]
+    (row,) = record["rows"]
+    assert "policy" not in row and row["ratio"] is None
+    assert row["eval"]["steps"] == 2 and row["eval"]["ms_per_step"] > 0 and row["eval"]["actions_finite"]
+    assert "plan time only" in report and "| 1 | " in report and " | – | " in report
+
+
 def test_bench_acting_options_are_checked(capsys):
     assert main(["bench", "acting", "--envs", "1,x"]) == 1
     assert main(["bench", "sac", "--envs", "16"]) == 1
+    assert main(["bench", "models", "planner.horizon=4"]) == 1
     err = capsys.readouterr().err
     assert "comma-separated env counts" in err and "belong to `mjxmbrl bench acting`" in err
+    assert "config overrides (planner.horizon=4) belong to `mjxmbrl bench acting`" in err

@@ -215,6 +215,8 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    if args.overrides and args.what != "acting":
+        raise MjxmbrlError(f"config overrides ({' '.join(args.overrides)}) belong to `mjxmbrl bench acting`")
     if args.what == "gpu":
         from mjxmbrl.cli.bench_gpu import cmd_bench_gpu
 
@@ -236,9 +238,9 @@ def _cmd_bench(args) -> int:
                 raise MjxmbrlError(f"--envs must be positive, got {args.envs}")
         if args.steps is not None and args.steps < 1:
             raise MjxmbrlError(f"--steps must be positive, got {args.steps}")
-        extra = dict(config=args.config, envs=envs, steps=args.steps)
-    elif args.config or args.envs or args.steps is not None:
-        raise MjxmbrlError("--config, --envs and --steps belong to `mjxmbrl bench acting`")
+        extra = dict(config=args.config, envs=envs, steps=args.steps, overrides=tuple(args.overrides))
+    elif args.config or args.envs or args.steps is not None or args.overrides:
+        raise MjxmbrlError("--config, --envs, --steps and config overrides belong to `mjxmbrl bench acting`")
     report = bench(quick=args.quick, out=args.out, **extra)
     print(report)
     return 0
@@ -332,6 +334,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="throughput benchmarks; figures go to docs/")
     p.add_argument("what", choices=["sac", "svg", "models", "planners", "scaling", "seeds", "memory", "acting", "gpu"])
+    p.add_argument("overrides", nargs="*", help="acting: dotted overrides of the config, e.g. planner.horizon=64")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     p.add_argument("--out", default=None, help="markdown file to append the results to (gpu: a directory, default runs/bench/gpu)")
     p.add_argument("--config", default=None, help="acting: the agent's config (default configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml)")

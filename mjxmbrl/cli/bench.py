@@ -516,6 +516,10 @@ def bench_memory(quick: bool = False, out: Optional[str] = None) -> str:
 ACTING_CONFIG = "configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml"
 
 
+def _or_dash(row: dict, mode: str, key: str, fmt: str) -> str:
+    return format(row[mode][key], fmt) if mode in row else "–"
+
+
 def bench_acting(
     quick: bool = False,
     out: Optional[str] = None,
@@ -526,6 +530,9 @@ def bench_acting(
     calls: int = 3,
 ) -> str:
     """Cost per env step of acting with the planner against the amortized policy alone (Byravan et al. 2022).
+
+    An agent without a policy (POLO, MPC: `agent.eval_modes` has no "policy") is timed planning only: the
+    plan time per env step (Lowrey et al. 2019's MPPI on the simulator with the value ensemble, say).
 
     Builds the MPC+MPO+BC agent of `config` (default configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml: SMC,
     S = 250 particles, H = 10, over the per-group MLP model) with env.num_envs = N for each N in `envs`
@@ -575,45 +582,53 @@ def bench_acting(
             return run
 
         row = {"num_envs": n}
-        for mode, k in ((EVAL, plan_steps), (POLICY, 10 * plan_steps)):
+        modes = ((EVAL, plan_steps), (POLICY, 10 * plan_steps)) if POLICY in agent.eval_modes else ((EVAL, plan_steps),)
+        for mode, k in modes:
             run = make_run(mode, k)
             (_, _, finite), compile_s = timed(run, jax.random.PRNGKey(1), state, carry, env_state)
             best = min(timed(run, jax.random.PRNGKey(2 + i), state, carry, env_state)[1] for i in range(calls))
             row[mode] = {"steps": k, "compile_s": compile_s, "ms_per_step": best / k * 1e3,
                          "agent_steps_per_s": n * k / best, "env_steps_per_s": per_step * k / best,
                          "actions_finite": bool(finite)}
-        row["ratio"] = row[EVAL]["ms_per_step"] / row[POLICY]["ms_per_step"]
+        row["ratio"] = row[EVAL]["ms_per_step"] / row[POLICY]["ms_per_step"] if POLICY in row else None
         rows.append(row)
+    has_policy = POLICY in agent.eval_modes
 
     p = cfg.planner
     command = "mjxmbrl bench acting" + (" --quick" if quick else "")
     command += f" --config {config}" if config else ""
     command += f" --envs {','.join(map(str, envs))}" if envs else ""
     command += f" --steps {steps}" if steps else ""
+    command += "".join(f" {o}" for o in overrides)
+    samples = getattr(p, "num_particles", getattr(p, "num_samples", "-"))
+    what = "against the policy alone" if has_policy else "(the agent has no policy: plan time only)"
     lines = [
-        f"### Acting with {p.name.upper()} against the policy alone ({cfg.env.name}, {path})",
+        f"### Acting with {p.name.upper()} {what} ({cfg.env.name}, {path})",
         "",
         f"- date: {datetime.date.today().isoformat()}; machine: {_machine()}",
         f"- command: `{command}`",
-        f"- agent: {cfg.agent.name} + {p.name} (S = {getattr(p, 'num_particles', '-')} particles, H = {p.horizon}, "
+        f"- agent: {cfg.agent.name} + {p.name} (S = {samples} samples, H = {p.horizon}, "
         f"proposal {getattr(p, 'proposal', '-')}, value {getattr(p, 'value', '-')}) over model {cfg.model.name}; "
         f"action repeat {cfg.env.action_repeat}; untrained parameters (timing only)",
-        f"- one call: lax.scan of act + env.step, {plan_steps} vectorised steps planning (mode eval), "
-        f"{10 * plan_steps} with the policy mean (mode policy); best of {calls} after a warm-up call; "
+        f"- one call: lax.scan of act + env.step, {plan_steps} vectorised steps planning (mode eval)"
+        + (f", {10 * plan_steps} with the policy mean (mode policy)" if has_policy else "")
+        + f"; best of {calls} after a warm-up call; "
         "agent steps/s = N x steps / s, env steps/s counts action repeats",
         "",
         "| envs N | plan ms/step | policy ms/step | plan agent steps/s | policy agent steps/s | "
         "plan env steps/s | policy env steps/s | ratio plan / policy |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ] + [
-        f"| {r['num_envs']} | {r[EVAL]['ms_per_step']:.2f} | {r[POLICY]['ms_per_step']:.3f} | "
-        f"{r[EVAL]['agent_steps_per_s']:,.0f} | {r[POLICY]['agent_steps_per_s']:,.0f} | "
-        f"{r[EVAL]['env_steps_per_s']:,.0f} | {r[POLICY]['env_steps_per_s']:,.0f} | {r['ratio']:.1f} |"
+        f"| {r['num_envs']} | {r[EVAL]['ms_per_step']:.2f} | {_or_dash(r, POLICY, 'ms_per_step', '.3f')} | "
+        f"{r[EVAL]['agent_steps_per_s']:,.0f} | {_or_dash(r, POLICY, 'agent_steps_per_s', ',.0f')} | "
+        f"{r[EVAL]['env_steps_per_s']:,.0f} | {_or_dash(r, POLICY, 'env_steps_per_s', ',.0f')} | "
+        + ("–" if r["ratio"] is None else f"{r['ratio']:.1f}") + " |"
         for r in rows
     ] + [""]
     record = {
         "bench": "acting", "config": path, "env": cfg.env.name, "action_repeat": cfg.env.action_repeat,
-        "planner": p.name, "num_particles": getattr(p, "num_particles", None), "horizon": p.horizon,
+        "planner": p.name, "num_particles": None if samples == "-" else samples, "horizon": p.horizon,
+        "overrides": list(overrides),
         "model": cfg.model.name, "untrained": True, "command": command, "markdown": "\n".join(lines), "rows": rows,
     }
     return _write("\n".join(lines), record, out)
