@@ -29,12 +29,17 @@ from mjxmbrl.planners.base import (
 
 @dataclasses.dataclass(frozen=True)
 class MPPIConfig(PlannerConfig):
-    """MPPI as in POLO (Lowrey et al. 2019, App. A: 120 rollouts, sigma 0.2, temperature 1.25, H = 64)."""
+    """MPPI as in POLO (Lowrey et al. 2019, App. A: 120 rollouts, sigma 0.2, temperature 1.25, H = 64).
+
+    Our weights are softmax(R / temperature). The authors' MPPI weighs exp(kappa (R - max R)) and App. A's
+    "temperature" is that kappa (App. B's "temperature of 10" would give near-uniform weights if it divided),
+    so App. A's 1.25 is our 1 / 1.25 = 0.8.
+    """
 
     name: str = "mppi"
     num_samples: int = 120
     noise_sigma: float = 0.2
-    temperature: float = 1.25
+    temperature: float = 0.8
     iterations: int = 1
 
 
