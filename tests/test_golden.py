@@ -4,7 +4,7 @@ tests/data/golden/ holds the metrics.jsonl of the debug config and of 20k-step C
 SAC-SVG(2) runs, trained on the commit named in golden.json, before the train step became generic
 (issue 15). On a CPU with the recorded CPU flags every logged number (losses, alpha, Q, model errors,
 train and eval returns) must be bit-identical. XLA compiles for the host CPU, so another CPU model may
-round differently and an RL run then drifts; there the rows of the random-action warm-up (the env and
+round differently and an RL run then drifts; there the env numbers of the random-action warm-up rows (the env and
 the key stream alone) must still agree to float precision, and the learning rows are compared only on
 the recorded CPU.
 """
@@ -49,11 +49,13 @@ def test_metrics_match_the_recording(tmp_path, name):
     for row, gold in zip(rows, golden):
         keys = sorted(k for k in gold if not IGNORED.match(k))
         assert set(keys) <= set(row), (gold["env_steps"], sorted(set(keys) - set(row)))
-        learning = any(k.startswith(("learner/", "model/")) for k in gold)
         if SAME_CPU:
             assert {k: row[k] for k in keys} == {k: gold[k] for k in keys}, gold["env_steps"]
-        elif not learning:
-            assert {k: row[k] for k in keys} == pytest.approx({k: gold[k] for k in keys}, rel=1e-5, abs=1e-6)
+        elif gold["env_steps"] <= cfg.train.warmup_env_steps:
+            # A warm-up row's env numbers come from random actions alone; its learner/model keys (the first
+            # update, at the end of the warm-up) are learning and may round differently on this CPU.
+            env_keys = [k for k in keys if not k.startswith(("learner/", "model/"))]
+            assert {k: row[k] for k in env_keys} == pytest.approx({k: gold[k] for k in env_keys}, rel=1e-5, abs=1e-6)
         else:
             continue
         compared += 1
