@@ -63,3 +63,16 @@ def test_bench_acting_options_are_checked(capsys):
     err = capsys.readouterr().err
     assert "comma-separated env counts" in err and "belong to `mjxmbrl bench acting`" in err
     assert "config overrides (planner.horizon=4) belong to `mjxmbrl bench acting`" in err
+
+
+def test_bench_overrides_may_follow_options(monkeypatch, capsys):
+    """`mjxmbrl bench acting --config C planner.horizon=64` (the README's form): argparse leaves an override
+    after an option unparsed; it must still reach the bench, and a bench without overrides must refuse it."""
+    from mjxmbrl.cli import bench as benches
+
+    seen = {}
+    monkeypatch.setattr(benches, "bench_acting", lambda **kw: seen.update(kw) or "report")
+    assert main(["bench", "acting", "--config", str(POINT_MASS), "planner.horizon=64", "--envs", "1", "agent.kappa=2"]) == 0
+    assert list(seen["overrides"]) == ["planner.horizon=64", "agent.kappa=2"] and seen["config"] == str(POINT_MASS)
+    assert main(["bench", "models", "--quick", "planner.horizon=4"]) == 1
+    assert "config overrides (planner.horizon=4) belong to `mjxmbrl bench acting`" in capsys.readouterr().err

@@ -356,10 +356,19 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _dashed_overrides(parser: argparse.ArgumentParser, args, extra: List[str]) -> None:
-    """W&B agents call `mjxmbrl train CONFIG --agent.actor_lr=0.001 ...`: such arguments become overrides."""
+    """W&B agents call `mjxmbrl train CONFIG --agent.actor_lr=0.001 ...`: such arguments become overrides.
+
+    Plain `section.key=value` arguments after an option (`mjxmbrl bench acting --config C planner.horizon=64`)
+    are left over by argparse, which fills a positional list once: they are overrides of any command that takes some.
+    """
     from mjxmbrl.cli.sweep import as_override
 
-    taken = [as_override(a) for a in extra] if args.command in ("train", "sweep") else [None] * len(extra)
+    def take(arg: str) -> Optional[str]:
+        if args.command in ("train", "sweep"):
+            return as_override(arg)
+        return as_override(arg) if hasattr(args, "overrides") and not arg.startswith("-") else None
+
+    taken = [take(a) for a in extra]
     unknown = [a for a, o in zip(extra, taken) if o is None]
     if unknown:
         hint = " (overrides look like section.key=value or --section.key=value)" if args.command in ("train", "sweep") else ""
