@@ -18,14 +18,15 @@ from mjxmbrl.types import MjxmbrlError
 
 def test_list_env_specs_sorted_and_complete():
     specs = list_env_specs()
-    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 6
+    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8
     keys = [(s.family, s.name) for s in specs]
     assert keys == sorted(keys)
     brax_names = {s.name for s in specs if s.family == "brax"}
     assert brax_names == {"ant", "hopper", "halfcheetah", "walker2d", "humanoid", "swimmer"}
     assert ENV_SPECS["toy_reach"].family == "toy"
     polo_names = {s.name for s in specs if s.family == "polo"}
-    assert polo_names == {"PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse"}
+    assert polo_names == {"PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse",
+                          "PoloHumanoidWalk", "FingerReorient"}
 
 
 def test_dm_control_specs_match_playground(tmp_path, monkeypatch):

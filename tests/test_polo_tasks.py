@@ -1,5 +1,6 @@
-"""POLO tasks (Lowrey et al. 2019, arXiv:1811.01848): getup rewards and supine starts, point-mass walls
-and coverage, and every task stepping identically through the batched env and the oracle model."""
+"""POLO tasks (Lowrey et al. 2019, arXiv:1811.01848): getup rewards and supine starts, the walk's reward
+and upright start, the reorientation target's re-draws, point-mass walls and coverage, and the tasks
+stepping identically through the batched env and the oracle model."""
 
 import copy
 from types import SimpleNamespace
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 from fast_compile import compile_fast
 
-from mjxmbrl.envs import ENV_SPECS, getup, make_vector_env
+from mjxmbrl.envs import ENV_SPECS, getup, make_vector_env, reorient, walk
 from mjxmbrl.envs import point_mass_worlds as pmw
 
-POLO = ("PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse")
-
+POLO = ("PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse",
+        "PoloHumanoidWalk", "FingerReorient")
 
 
 # ------------------------------------------------------------------ getup rewards ---
@@ -119,6 +120,44 @@ def test_sparse_twins_differ_only_in_the_reward(tmp_path, monkeypatch):
         assert type(dense) is type(sparse) and (dense._sparse, sparse._sparse) == (False, True)
         assert dense._target == sparse._target
         np.testing.assert_array_equal(np.asarray(dense._supine_qpos), np.asarray(sparse._supine_qpos))
+
+
+# ------------------------------------------------------------------ humanoid walk ---
+
+
+def test_walk_reward_hand_computed():
+    # App. A.2: -(1.1 - z) up to z* = 1.1, above it 1 - |1 - v_x| - |y|; (v_x, y, z) are the last entries.
+    vx_y_z = jnp.array([[1.0, 0.0, 0.5], [3.0, 2.0, 1.1], [1.0, 0.0, 1.2], [0.5, -0.2, 1.3], [2.0, 0.3, 1.2]])
+    obs = jnp.zeros((5, walk.OBS_SIZE)).at[:, -3:].set(vx_y_z)
+    reward = ENV_SPECS["PoloHumanoidWalk"].reward_fn(obs + 7.0, jnp.ones((5, 21)), obs)
+    np.testing.assert_allclose(reward, [-0.6, 0.0, 1.0, 0.3, -0.3], atol=1e-6)
+
+
+def test_humanoid_walk_starts_upright_on_its_feet(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    import mujoco
+    from mujoco import mjx
+
+    from mjxmbrl.envs import polo_envs
+
+    env = polo_envs.make("PoloHumanoidWalk")
+    model = env.mj_model
+    torso = model.body("torso").id
+    no_contact = copy.deepcopy(model)
+    no_contact.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
+    qpos = np.asarray(jax.jit(jax.vmap(env.initial_qpos))(jax.random.split(jax.random.PRNGKey(0), 3)))
+    assert np.abs(qpos - qpos[0]).max() > 0.01  # joint noise
+    for q in qpos:
+        data = mujoco.MjData(no_contact)
+        data.qpos[:] = q
+        data.qvel[:3] = [0.8, -0.1, 0.05]  # a root velocity, to see it in the observation
+        mujoco.mj_forward(no_contact, data)
+        assert data.xmat[torso].reshape(3, 3)[2, 2] > 0.99  # the torso's up axis points up
+        assert data.xpos[torso, 2] == pytest.approx(getup.HUMANOID_STAND_HEIGHT, abs=1e-6)
+        assert abs(_lowest_point(model, data)) < 0.03  # feet on the floor, not 0.215 m above it
+        obs = np.asarray(env._get_obs(mjx.put_data(no_contact, data, impl="jax"), {}))
+        assert obs.shape == (walk.OBS_SIZE,) == (ENV_SPECS["PoloHumanoidWalk"].obs_size,)
+        np.testing.assert_allclose(obs[-3:], [0.8, q[1], q[2]], atol=1e-6)  # v_x, y, z of the root
 
 
 # ------------------------------------------------------------- coverage (pure) ---
@@ -253,3 +292,51 @@ def test_point_mass_walls_and_coverage(rollout):
         assert pos[-1, 1, 1] < -half + 0.01
         row7_top = 1.0 - 7 * pmw.CELL_SIZE
         assert pos[:, 2, 1].min() > row7_top + pmw.SPHERE_RADIUS - 0.01
+
+
+# ------------------------------------------- reorientation (the in-hand substitute) ---
+
+
+def test_reorient_reward_hand_computed():
+    """-angle(tip, target) / pi from the hinge: 0 on target, -1/2 at a right angle, -1 opposite."""
+    obs = np.zeros((4, reorient.OBS_SIZE), np.float32)
+    obs[:, reorient.TIP] = [0.13, 0.0]
+    obs[:, reorient.TARGET] = [[0.13, 0.0], [0.0, 0.13], [0.0, -0.13], [-0.13, 0.0]]
+    reward = np.asarray(reorient.reorient_reward(None, None, jnp.asarray(obs)))
+    np.testing.assert_allclose(reward, [0.0, -0.5, -0.5, -1.0], atol=1e-6)
+    assert ENV_SPECS["FingerReorient"].reward_fn is reorient.reorient_reward
+
+
+def test_finger_reorient_redraws_its_target_every_75_steps_but_not_in_a_plan():
+    from mjxmbrl.envs.snapshots import restore, snapshot
+
+    t = 2 * reorient.TARGET_PERIOD + 10
+    env = make_vector_env("FingerReorient", 1, impl="jax", auto_reset=False)
+    plan_env = make_vector_env("FingerReorient", 1, impl="jax", auto_reset=False, planning=True)
+    actions = jax.random.uniform(jax.random.PRNGKey(3), (t, 2), minval=-1, maxval=1)
+
+    def run(key, actions):  # one program: env, planning env, and one step from a restored snapshot
+        state = env.reset_one(key)
+        roll = lambda e: jax.lax.scan(lambda s, a: (e.step_one(s, a),) * 2, state, actions)[1]  # noqa: E731
+        traj, plan_traj = roll(env), roll(plan_env)
+        after_redraw = jax.tree.map(lambda x: x[100], traj)
+        restored = restore(plan_env.reset_one(jax.random.PRNGKey(7)), snapshot(after_redraw), after_redraw.obs)
+        return state, traj, plan_traj, plan_env.step_one(after_redraw, actions[0]), plan_env.step_one(restored, actions[0])
+
+    key = jax.random.PRNGKey(0)
+    state0, traj, plan_traj, direct, from_snapshot = compile_fast(run, key, actions)(key, actions)
+    assert state0.obs.shape == (ENV_SPECS["FingerReorient"].obs_size,)
+    targets = np.concatenate([np.asarray(state0.obs[None, reorient.TARGET]), np.asarray(traj.obs[:, reorient.TARGET])])
+    moved = np.flatnonzero(np.linalg.norm(np.diff(targets, axis=0), axis=1) > 1e-4) + 1  # the step that shows a new target
+    assert moved.tolist() == [reorient.TARGET_PERIOD + 1, 2 * reorient.TARGET_PERIOD + 1]
+    np.testing.assert_allclose(np.linalg.norm(targets, axis=1), 0.13, atol=1e-5)  # on the tip's circle
+    plan_targets = np.asarray(plan_traj.obs[:, reorient.TARGET])
+    np.testing.assert_array_equal(plan_targets, np.broadcast_to(targets[0], plan_targets.shape))
+    np.testing.assert_array_equal(np.asarray(plan_traj.obs[:reorient.TARGET_PERIOD]), np.asarray(traj.obs[:reorient.TARGET_PERIOD]))
+    obs = jnp.concatenate([state0.obs[None], traj.obs[:-1]])
+    reward = np.asarray(traj.reward)
+    np.testing.assert_allclose(np.asarray(reorient.reorient_reward(obs, actions, traj.obs)), reward, atol=1e-6)
+    assert reward.min() >= -1.0 and reward.max() <= 0.0 and reward.std() > 0.01
+    # the snapshot keeps the re-drawn target (the mocap body): a restored state steps as the original
+    np.testing.assert_array_equal(np.asarray(from_snapshot.obs), np.asarray(direct.obs))
+    np.testing.assert_array_equal(np.asarray(from_snapshot.reward), np.asarray(direct.reward))

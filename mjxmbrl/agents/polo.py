@@ -118,7 +118,7 @@ def make_polo_agent(cfg, parts) -> Agent:
     planning = make_planning_actor(planner, model, spec.obs_size)
     nstep_target = make_nstep_target(cfg, ensemble, model)
     template_env = make_vector_env(cfg.env.name, 1, impl=cfg.env.impl, episode_length=cfg.env.episode_length,
-                                   action_repeat=cfg.env.action_repeat, auto_reset=False)
+                                   action_repeat=cfg.env.action_repeat, auto_reset=False, planning=True)  # the oracle's task
     extras_spec = snapshot_spec(jax.eval_shape(template_env.reset_one, jax.random.PRNGKey(0)))
     num_envs, update_due = cfg.env.num_envs, make_update_due(cfg)
     warmup, num_updates = cfg.train.warmup_env_steps, cfg.train.updates_per_step

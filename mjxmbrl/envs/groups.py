@@ -91,6 +91,10 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
     "HumanoidGetupSparse": _HUMANOID_DMC + (_g("root_height", 67, 68, 42),),
     "WalkerGetup": _WALKER_DMC + (_g("root_height", 24, 25, 15),),
     "WalkerGetupSparse": _WALKER_DMC + (_g("root_height", 24, 25, 15),),
+    # The walk appends the root's v_x (a velocity: delta rule), y (d/dt qvel[1] at obs 41) and z (qvel[2], obs 42).
+    "PoloHumanoidWalk": _HUMANOID_DMC + (_g("root_velocity_x", 67, 68), _g("root_lateral", 68, 69, 41),
+                                         _g("root_height", 69, 70, 42)),
+    "FingerReorient": _FINGER_TURN,  # FingerTurn's layout; the target (a task group) moves every 75 steps
     # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
 }
 

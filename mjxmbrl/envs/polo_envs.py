@@ -1,4 +1,4 @@
-"""The MJX tasks of POLO (Lowrey et al. 2019, arXiv:1811.01848): point-mass worlds and getups.
+"""The MJX tasks of POLO (Lowrey et al. 2019, arXiv:1811.01848): point-mass worlds, getups, walking, reorientation.
 
 All are `mujoco_playground` `MjxEnv`s (State = `mjx_env.State`, `data` an
 `mjx.Data`), so the batched wrapper (envs/wrappers.py) and the oracle model
@@ -20,6 +20,16 @@ All are `mujoco_playground` `MjxEnv`s (State = `mjx_env.State`, `data` an
   as the last entry (humanoid: torso z = qpos[2]; walker: torso z = 1.3 +
   qpos[rootz]); reward: envs/getup.py, from that z after the step. Episodes:
   600 control steps (15 s; POLO: 600 steps of 0.008 s).
+- `PoloHumanoidWalk` (App. A.2) on the DM Control humanoid: upright at reset (qpos0 lowered so the
+  feet touch the floor, 1.285 m torso height, plus the getups' joint noise), reward envs/walk.py;
+  observation the humanoid's 67 plus the root's (v_x, y, z). Episodes of 600 control steps. (The
+  suite's own `HumanoidWalk` is a different task: DM Control's stand-and-move reward.)
+- `FingerReorient` (Sec. 3.2, App. B: the in-hand task's substitute) on the DM Control finger
+  (Playground's `FingerTurn` with the easy target, ctrl_dt 0.02 s): the finger turns the hinged
+  spinner so that its tip points at a target angle re-drawn every 75 control steps. Reward
+  envs/reorient.py; observation DM Control's 12 (the target's position among them). Episodes of 1000
+  control steps. The re-draws are unmodelled disturbances the planner does not see (App. B): the
+  task built with `planning=True` (the oracle model's copy) keeps its target.
 
 Done is set only on NaN physics (no task termination), as in the DM Control suite.
 """
@@ -35,9 +45,9 @@ import numpy as np
 from ml_collections import config_dict
 from mujoco import mjx
 from mujoco_playground._src import mjx_env
-from mujoco_playground._src.dm_control_suite import humanoid, walker
+from mujoco_playground._src.dm_control_suite import finger, humanoid, walker
 
-from mjxmbrl.envs import getup
+from mjxmbrl.envs import getup, reorient, walk
 from mjxmbrl.envs import point_mass_worlds as pmw
 
 JOINT_NOISE = 0.1  # rad, uniform, on every hinge joint of a getup reset
@@ -45,7 +55,9 @@ SETTLE_SECONDS = 2.0  # of simulated time under zero control, for the supine pos
 
 POINT_MASS_TASKS = ("PointMassBox", "PointMassMaze")
 GETUP_TASKS = ("HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse")
-ALL_TASKS = POINT_MASS_TASKS + GETUP_TASKS
+WALK_TASKS = ("PoloHumanoidWalk",)
+REORIENT_TASKS = ("FingerReorient",)
+ALL_TASKS = POINT_MASS_TASKS + GETUP_TASKS + WALK_TASKS + REORIENT_TASKS
 
 
 def _nan_done(data: mjx.Data) -> jax.Array:
@@ -243,11 +255,136 @@ class WalkerGetup(_GetupMixin, walker.PlanarWalker):
         return data.qpos[0] + self._torso_z0  # rootz slides the torso from its 1.3 m
 
 
-def make(name: str, impl: str = "jax", episode_length: Optional[int] = None) -> mjx_env.MjxEnv:
-    """One of ALL_TASKS with MJX backend `impl` ("jax" or "warp")."""
+# ------------------------------------------------------------------- walk ---
+
+
+def humanoid_walk_config() -> config_dict.ConfigDict:
+    config = humanoid.default_config()
+    config.episode_length = walk.EPISODE_LENGTH
+    return config
+
+
+class PoloHumanoidWalk(humanoid.Humanoid):
+    """DM Control humanoid starting upright; obs [70] = the humanoid's 67 + root (v_x, y, z), action [21]."""
+
+    def __init__(self, config: Optional[config_dict.ConfigDict] = None,
+                 config_overrides: Optional[Dict[str, Any]] = None):
+        super().__init__(0.0, config if config is not None else humanoid_walk_config(), config_overrides)
+        upright = self.mj_model.qpos0.copy()
+        upright[2] = getup.HUMANOID_STAND_HEIGHT  # qpos0 floats the feet 0.215 m above the floor
+        self._upright_qpos = jnp.asarray(upright, jnp.float32)
+        idx, low, high = _hinge_ranges(self.mj_model)
+        self._noise_idx, self._noise_low, self._noise_high = (jnp.asarray(idx), jnp.asarray(low, jnp.float32),
+                                                              jnp.asarray(high, jnp.float32))
+
+    def initial_qpos(self, key: jax.Array) -> jax.Array:
+        """Upright qpos [nq] with U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints (clipped to range)."""
+        joints = self._upright_qpos[self._noise_idx]
+        noise = jax.random.uniform(key, joints.shape, minval=-JOINT_NOISE, maxval=JOINT_NOISE)
+        return self._upright_qpos.at[self._noise_idx].set(jnp.clip(joints + noise, self._noise_low, self._noise_high))
+
+    def reset(self, rng: jax.Array) -> mjx_env.State:
+        rng, key = jax.random.split(rng)
+        data = mjx_env.make_data(self.mj_model, qpos=self.initial_qpos(key), impl=self.mjx_model.impl.value,
+                                 naconmax=self._config.naconmax, njmax=self._config.njmax)
+        data = mjx.forward(self.mjx_model, data)
+        info = {"rng": rng}
+        metrics = {"root_height": data.qpos[2], "speed": data.qvel[0]}
+        return mjx_env.State(data, self._get_obs(data, info), jnp.zeros(()), jnp.zeros(()), metrics, info)
+
+    def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
+        data = mjx_env.step(self.mjx_model, state.data, action, self.n_substeps)
+        obs = self._get_obs(data, state.info)
+        reward = walk.walk_reward(None, action, obs).astype(jnp.float32)
+        metrics = {**state.metrics, "root_height": data.qpos[2], "speed": data.qvel[0]}
+        return mjx_env.State(data, obs, reward, _nan_done(data), metrics, state.info)
+
+    def _get_obs(self, data: mjx.Data, info: Dict[str, Any]) -> jax.Array:
+        """The humanoid's 67 + the root's world-frame forward velocity, lateral position and height."""
+        root = jnp.stack([data.qvel[0], data.qpos[1], data.qpos[2]])  # free joint: world-frame velocity
+        return jnp.concatenate([super()._get_obs(data, info), root])
+
+
+# ----------------------------------------------------------- reorientation ---
+
+
+def finger_reorient_config() -> config_dict.ConfigDict:
+    config = finger.default_config()
+    config.episode_length = reorient.EPISODE_LENGTH
+    return config
+
+
+class FingerReorient(finger.Turn):
+    """DM Control finger turning the spinner to a target angle re-drawn every TARGET_PERIOD steps.
+
+    obs [12] (DM Control's finger: the tip's and the target's (x, z) relative to the hinge among them),
+    action [2], reward envs/reorient.py. info["target_steps"] counts the steps since the last draw and
+    info["target_key"] draws the next target; the target itself is the mocap body's position in
+    `data.mocap_pos` (envs/snapshots.py keeps it). With planning=True the target is never re-drawn: the
+    planner optimises for the present target (App. B: "the trajectory optimizer does not see this
+    randomization").
+    """
+
+    def __init__(self, planning: bool = False, config: Optional[config_dict.ConfigDict] = None,
+                 config_overrides: Optional[Dict[str, Any]] = None):
+        super().__init__(reorient.TARGET_RADIUS, config=config if config is not None else finger_reorient_config(),
+                         config_overrides=config_overrides)
+        self._planning = bool(planning)
+
+    def _with_target(self, data: mjx.Data, key: jax.Array) -> mjx.Data:
+        """data with the target (mocap body) at a U(-pi, pi) angle on the spinner tip's circle."""
+        angle = jax.random.uniform(key, minval=-jnp.pi, maxval=jnp.pi)
+        hinge = data.xanchor[self._hinge_joint_id]
+        pos = data.mocap_pos.at[self._target_mocap_body_id, 0].set(hinge[0] + self._radius * jnp.sin(angle))
+        pos = pos.at[self._target_mocap_body_id, 2].set(hinge[2] + self._radius * jnp.cos(angle))
+        return data.replace(mocap_pos=pos)
+
+    def reset(self, rng: jax.Array) -> mjx_env.State:
+        rng, key_state, key_target, key_next = jax.random.split(rng, 4)
+        state = super().reset(key_state)
+        # FingerTurn's reset moves the target after its forward pass, so its first observation shows a
+        # stale target; a second pass makes the sensors see the drawn one.
+        data = mjx.forward(self.mjx_model, self._with_target(state.data, key_target))
+        info = {"rng": rng, "target_key": key_next, "target_steps": jnp.zeros((), jnp.int32)}
+        obs = self._get_obs(data, info)
+        metrics = {"in_target": self._in_target(data)}
+        return mjx_env.State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
+
+    def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
+        """Re-draws the target first when TARGET_PERIOD steps have passed (never when planning), then steps."""
+        info = dict(state.info)
+        data = state.data
+        if not self._planning:
+            redraw = state.info["target_steps"] >= reorient.TARGET_PERIOD
+            key, sub = jax.random.split(state.info["target_key"])
+            data = data.replace(mocap_pos=jnp.where(redraw, self._with_target(data, sub).mocap_pos, data.mocap_pos))
+            info["target_key"] = jnp.where(redraw, key, state.info["target_key"])
+            info["target_steps"] = jnp.where(redraw, 0, state.info["target_steps"])
+        info["target_steps"] = info["target_steps"] + 1
+        data = mjx_env.step(self.mjx_model, data, action, self.n_substeps)
+        obs = self._get_obs(data, info)
+        reward = reorient.reorient_reward(None, action, obs).astype(jnp.float32)
+        metrics = {**state.metrics, "in_target": self._in_target(data)}
+        return mjx_env.State(data, obs, reward, _nan_done(data), metrics, info)
+
+    def _in_target(self, data: mjx.Data) -> jax.Array:
+        """1 while the tip is inside the target sphere (FingerTurn's sparse success), else 0."""
+        return (self._dist_to_target(data) <= 0.0).astype(jnp.float32)
+
+
+def make(name: str, impl: str = "jax", episode_length: Optional[int] = None, planning: bool = False) -> mjx_env.MjxEnv:
+    """One of ALL_TASKS with MJX backend `impl` ("jax" or "warp").
+
+    planning: the task as a planner's model sees it, without its unmodelled disturbances (FingerReorient's
+    target re-draws); the other tasks have none and ignore it.
+    """
     overrides: Dict[str, Any] = {"impl": impl}
     if episode_length is not None:
         overrides["episode_length"] = int(episode_length)
+    if name == "PoloHumanoidWalk":
+        return PoloHumanoidWalk(config_overrides=overrides)
+    if name == "FingerReorient":
+        return FingerReorient(planning=planning, config_overrides=overrides)
     if name in POINT_MASS_TASKS:
         return PointMassWorld(pmw.get_world(name), config_overrides=overrides)
     if name in ("HumanoidGetup", "HumanoidGetupSparse"):

@@ -39,7 +39,7 @@ import jax
 if TYPE_CHECKING:  # importing Playground/MJX takes seconds; listing envs must not
     from mujoco_playground._src.mjx_env import State
 
-from mjxmbrl.envs import getup, toy
+from mjxmbrl.envs import getup, reorient, toy, walk
 from mjxmbrl.envs import point_mass_worlds as pmw
 from mjxmbrl.envs.groups import OBS_GROUPS, TASK_GROUPS, ObsGroup
 from mjxmbrl.envs.rewards import KNOWN_REWARDS
@@ -121,13 +121,15 @@ _SPEC_LIST = [
     _brax("swimmer", 8, 2, 0.04, False),
     EnvSpec("toy_reach", "toy", toy.OBS_SIZE, toy.ACTION_SIZE, toy.EPISODE_LENGTH, toy.DT, True),
     # POLO tasks, measured with mjxmbrl.envs.polo_envs.make(name, impl="jax") (tests/test_envs.py).
-    # The getup observations are the DM Control ones plus the root height (last entry).
+    # The getup observations are the DM Control ones plus the root height (last entry), the walk's plus (v_x, y, z).
     _polo("PointMassBox", pmw.OBS_SIZE, pmw.ACTION_SIZE, pmw.EPISODE_LENGTH, pmw.CTRL_DT, pmw.zero_reward),
     _polo("PointMassMaze", pmw.OBS_SIZE, pmw.ACTION_SIZE, pmw.EPISODE_LENGTH, pmw.CTRL_DT, pmw.zero_reward),
     _polo("HumanoidGetup", 68, 21, getup.EPISODE_LENGTH, 0.025, getup.humanoid_getup_reward),
     _polo("HumanoidGetupSparse", 68, 21, getup.EPISODE_LENGTH, 0.025, getup.humanoid_getup_sparse_reward),
     _polo("WalkerGetup", 25, 6, getup.EPISODE_LENGTH, 0.025, getup.walker_getup_reward),
     _polo("WalkerGetupSparse", 25, 6, getup.EPISODE_LENGTH, 0.025, getup.walker_getup_sparse_reward),
+    _polo("PoloHumanoidWalk", walk.OBS_SIZE, 21, walk.EPISODE_LENGTH, 0.025, walk.walk_reward),
+    _polo("FingerReorient", reorient.OBS_SIZE, reorient.ACTION_SIZE, reorient.EPISODE_LENGTH, 0.02, reorient.reorient_reward),
 ]
 
 ENV_SPECS: Dict[str, EnvSpec] = {
@@ -236,6 +238,7 @@ def make_env(
     pixels: bool = False,
     image_size: int = 64,
     bit_depth: int = 5,
+    planning: bool = False,
 ) -> Any:
     """Builds one unbatched env by name.
 
@@ -248,6 +251,8 @@ def make_env(
       pixels: the observation is the rendered frame, image_size x image_size RGB
         quantised to bit_depth bits and flattened (envs/pixels.py); DM Control
         and POLO tasks only.
+      planning: the task as a planner's simulator sees it, without unmodelled disturbances (POLO's
+        FingerReorient keeps its target; every other task is the same either way).
     Returns:
       An env with reset(key) -> State, step(state, action [A]) -> State,
       observation_size, action_size, dt (control step, s) and spec.
@@ -275,7 +280,7 @@ def make_env(
     if spec.family == "polo":
         from mjxmbrl.envs import polo_envs
 
-        return PlaygroundEnv(polo_envs.make(name, impl=impl, episode_length=spec.episode_length), spec)
+        return PlaygroundEnv(polo_envs.make(name, impl=impl, episode_length=spec.episode_length, planning=planning), spec)
     if spec.family == "brax":
         if impl != "jax":
             raise MjxmbrlError(f"env '{name}' is a Brax task and supports impl 'jax' only, got '{impl}'")

@@ -197,6 +197,7 @@ def make_vector_env(
     pixels: bool = False,
     image_size: int = 64,
     bit_depth: int = 5,
+    planning: bool = False,
 ) -> VectorEnv:
     """Builds the batched env used for training and evaluation.
 
@@ -211,10 +212,12 @@ def make_vector_env(
       auto_reset: reset finished envs (training); False freezes them (evaluation).
       pixels, image_size, bit_depth: pixel observations (envs/pixels.py; `pixel_options(env_cfg)`
         gives them from an env config).
+      planning: the task without unmodelled disturbances, for a planner's simulator (the oracle model).
     """
     if int(num_envs) <= 0:
         raise MjxmbrlError(f"num_envs must be positive, got {num_envs}")
     if int(action_repeat) <= 0:
         raise MjxmbrlError(f"action_repeat must be positive, got {action_repeat}")
-    env = make_env(name, impl=impl, episode_length=episode_length, pixels=pixels, image_size=image_size, bit_depth=bit_depth)
+    env = make_env(name, impl=impl, episode_length=episode_length, pixels=pixels, image_size=image_size, bit_depth=bit_depth,
+                   planning=planning)
     return VectorEnv(env, num_envs, env.spec.episode_length, action_repeat, auto_reset)

@@ -5,7 +5,8 @@ info), not the observation, so planners roll out the true dynamics (POLO;
 Byravan et al. 2022, Table 1 "ground truth"). A step applies the action
 `action_repeat` times exactly as the training env does
 (`VectorEnv.step_one`, no auto-reset: a finished episode stays frozen), and
-`reward` is the simulator's summed reward of that step. With `impl="jax"` the
+`reward` is the simulator's summed reward of that step. The task is built with `planning=True`:
+without its unmodelled disturbances (POLO's FingerReorient does not re-draw its target in a plan). With `impl="jax"` the
 step is differentiable, so gradient-based planners can plan through it.
 
 The MJX model is bound inside the env when the oracle is built, so the
@@ -51,7 +52,8 @@ def check_oracle(cfg) -> None:
 
 def make_oracle_model(env_name: str, impl: str = "jax", episode_length: Optional[int] = None, action_repeat: int = 1) -> Model:
     """Builds the oracle of `env_name`; z = one env's State (the training env's layout)."""
-    env = make_vector_env(env_name, 1, impl=impl, episode_length=episode_length, action_repeat=action_repeat, auto_reset=False)
+    env = make_vector_env(env_name, 1, impl=impl, episode_length=episode_length, action_repeat=action_repeat, auto_reset=False,
+                          planning=True)
 
     def init(key):
         del key
