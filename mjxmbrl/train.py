@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from mjxmbrl.agents import EXPLORE, Agent, build_agent, build_parts
+from mjxmbrl.agents.base import SEED_AXIS
 from mjxmbrl.config import Config, seed_values
 from mjxmbrl.envs import make_vector_env
 from mjxmbrl.envs.pixels import pixel_options
@@ -202,7 +203,7 @@ def make_train_chunk(components: Components, num_steps: int, shardings: Any = No
         return ts, metrics
 
     if components.cfg.train.num_seeds > 1:
-        chunk = jax.vmap(chunk)
+        chunk = jax.vmap(chunk, axis_name=SEED_AXIS)  # named: agents/base.run_if keeps its cond unbatched
     if shardings is None:
         return jax.jit(chunk, donate_argnums=0)
     metrics_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -192,3 +192,29 @@ def test_multi_seed_resume_is_bit_exact(straight_run, tmp_path):
     rows_b = (split / "metrics.jsonl").read_text().splitlines()
     strip = lambda line: {k: v for k, v in json.loads(line).items() if not k.startswith("time/") and k != "train/env_steps_per_s"}
     assert [strip(r) for r in rows_a] == [strip(r) for r in rows_b]
+
+
+def test_run_if_stays_a_cond_under_the_seed_vmap_and_keeps_each_seeds_schedule():
+    """Under vmap a cond on a batched predicate becomes a select that runs the update at every step (POLO's
+    targets at every step instead of every Z-th); the seed vmap's pmax keeps the cond, and a seed that is
+    not ready still keeps its state."""
+    import jax.numpy as jnp
+
+    from mjxmbrl.agents.base import SEED_AXIS, run_if
+
+    def update(key, state):
+        return state * 2.0 + key, {"loss": state.sum()}
+
+    def step(ready, key, state):
+        return run_if(ready, update, key, state)
+
+    ready, keys, states = jnp.array([True, False, True]), jnp.ones(3), jnp.arange(6.0).reshape(3, 2)
+    stacked = jax.vmap(step, axis_name=SEED_AXIS)
+    new, metrics = stacked(ready, keys, states)
+    np.testing.assert_array_equal(new, [[1.0, 3.0], [2.0, 3.0], [9.0, 11.0]])  # seed 1 skipped
+    np.testing.assert_array_equal(metrics["loss"], [1.0, 0.0, 9.0])
+    for s in range(3):  # each seed as it would run alone
+        alone = step(ready[s], keys[s], states[s])
+        np.testing.assert_array_equal(new[s], alone[0])
+    assert "cond[" in str(jax.make_jaxpr(stacked)(ready, keys, states))
+    assert "cond[" not in str(jax.make_jaxpr(jax.vmap(step))(ready, keys, states))  # what an unnamed vmap does

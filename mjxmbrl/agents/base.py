@@ -141,20 +141,42 @@ def select(cond: jax.Array, x: Any, y: Any) -> Any:
     return jax.tree.map(pick, x, y)
 
 
+SEED_AXIS = "seed"  # the axis name of the vmap over seeds (train.num_seeds > 1, mjxmbrl/train.py)
+
+
+def _seed_axis_bound() -> bool:
+    try:
+        jax.lax.axis_index(SEED_AXIS)
+    except NameError:
+        return False
+    return True
+
+
 def run_if(ready: jax.Array, update: Callable, *args) -> Tuple[Any, Dict[str, jax.Array]]:
     """`update(*args) -> (state, metrics)` where `ready`, else (args[1], zero metrics) — one lax.cond.
 
     args[1] is the state the update replaces (args[0] is its key). The zeros
     have the metrics' shapes, so the two branches agree and a skipped step
     logs zeros that the host's flag-weighted average ignores.
+
+    Under the vmap over seeds `ready` is batched, and vmap turns a cond with a batched predicate into a
+    select that runs the update at every step. So there the cond's predicate is "any seed ready" (a
+    pmax over SEED_AXIS, unbatched), and inside it each seed keeps its update only where it is ready:
+    the same result, with the update skipped where no seed is due (every seed's schedule is the same).
     """
     shapes = jax.eval_shape(update, *args)[1]
-    return jax.lax.cond(
-        ready,
-        update,
-        lambda *a: (a[1], jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)),
-        *args,
-    )
+
+    def skip(*a):
+        return a[1], jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+    if not _seed_axis_bound():
+        return jax.lax.cond(ready, update, skip, *args)
+
+    def update_ready_seeds(*a):
+        return jax.tree.map(lambda new, old: jnp.where(ready, new, old), update(*a), skip(*a))
+
+    any_ready = jax.lax.pmax(jnp.asarray(ready, jnp.int32), SEED_AXIS) > 0
+    return jax.lax.cond(any_ready, update_ready_seeds, skip, *args)
 
 
 def scan_updates(update: Callable, key: PRNGKey, state: Any, num: int) -> Tuple[Any, Dict[str, jax.Array]]:
