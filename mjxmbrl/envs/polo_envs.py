@@ -36,7 +36,7 @@ Done is set only on NaN physics (no task termination), as in the DM Control suit
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -155,6 +155,26 @@ def _hinge_ranges(mj_model: mujoco.MjModel):
     return idx, low, high
 
 
+class _HingeNoise(NamedTuple):
+    """The reset's joint noise: U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints at qpos index >= first."""
+
+    idx: jax.Array
+    low: jax.Array
+    high: jax.Array
+
+    @classmethod
+    def of(cls, mj_model: mujoco.MjModel, first: int = 0) -> "_HingeNoise":
+        idx, low, high = _hinge_ranges(mj_model)
+        keep = idx >= first
+        return cls(jnp.asarray(idx[keep]), jnp.asarray(low[keep], jnp.float32), jnp.asarray(high[keep], jnp.float32))
+
+    def apply(self, qpos: jax.Array, key: jax.Array) -> jax.Array:
+        """qpos [nq] with the noise on the hinges, clipped to their ranges -> [nq]."""
+        joints = qpos[self.idx]
+        noise = jax.random.uniform(key, joints.shape, minval=-JOINT_NOISE, maxval=JOINT_NOISE)
+        return qpos.at[self.idx].set(jnp.clip(joints + noise, self.low, self.high))
+
+
 class _GetupMixin:
     """Supine reset, root height in the observation and the App. A.1 reward (see module docstring).
 
@@ -169,18 +189,11 @@ class _GetupMixin:
         """Settles the supine pose; the noise goes to the hinges at qpos index >= first_joint_qpos
         (the walker's root pitch `rooty` is a hinge too, but it is no joint of the body)."""
         self._supine_qpos = jnp.asarray(settle(self.mj_model, self._supine_guess()), jnp.float32)
-        idx, low, high = _hinge_ranges(self.mj_model)
-        keep = idx >= first_joint_qpos
-        idx, low, high = idx[keep], low[keep], high[keep]
-        self._noise_idx = jnp.asarray(idx)
-        self._noise_low = jnp.asarray(low, jnp.float32)
-        self._noise_high = jnp.asarray(high, jnp.float32)
+        self._noise = _HingeNoise.of(self.mj_model, first_joint_qpos)
 
     def initial_qpos(self, key: jax.Array) -> jax.Array:
         """The settled supine qpos [nq] with U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints (clipped to range)."""
-        joints = self._supine_qpos[self._noise_idx]
-        noise = jax.random.uniform(key, joints.shape, minval=-JOINT_NOISE, maxval=JOINT_NOISE)
-        return self._supine_qpos.at[self._noise_idx].set(jnp.clip(joints + noise, self._noise_low, self._noise_high))
+        return self._noise.apply(self._supine_qpos, key)
 
     def reset(self, rng: jax.Array) -> mjx_env.State:
         rng, key = jax.random.split(rng)
@@ -273,15 +286,11 @@ class PoloHumanoidWalk(humanoid.Humanoid):
         upright = self.mj_model.qpos0.copy()
         upright[2] = getup.HUMANOID_STAND_HEIGHT  # qpos0 floats the feet 0.215 m above the floor
         self._upright_qpos = jnp.asarray(upright, jnp.float32)
-        idx, low, high = _hinge_ranges(self.mj_model)
-        self._noise_idx, self._noise_low, self._noise_high = (jnp.asarray(idx), jnp.asarray(low, jnp.float32),
-                                                              jnp.asarray(high, jnp.float32))
+        self._noise = _HingeNoise.of(self.mj_model)
 
     def initial_qpos(self, key: jax.Array) -> jax.Array:
         """Upright qpos [nq] with U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints (clipped to range)."""
-        joints = self._upright_qpos[self._noise_idx]
-        noise = jax.random.uniform(key, joints.shape, minval=-JOINT_NOISE, maxval=JOINT_NOISE)
-        return self._upright_qpos.at[self._noise_idx].set(jnp.clip(joints + noise, self._noise_low, self._noise_high))
+        return self._noise.apply(self._upright_qpos, key)
 
     def reset(self, rng: jax.Array) -> mjx_env.State:
         rng, key = jax.random.split(rng)
