@@ -18,7 +18,7 @@ from mjxmbrl.types import MjxmbrlError
 
 def test_list_env_specs_sorted_and_complete():
     specs = list_env_specs()
-    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8
+    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8 + 2
     keys = [(s.family, s.name) for s in specs]
     assert keys == sorted(keys)
     brax_names = {s.name for s in specs if s.family == "brax"}
@@ -27,6 +27,7 @@ def test_list_env_specs_sorted_and_complete():
     polo_names = {s.name for s in specs if s.family == "polo"}
     assert polo_names == {"PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse",
                           "PoloHumanoidWalk", "FingerReorient"}
+    assert {s.name for s in specs if s.family == "byravan"} == {"AntWalkForward", "AntWalkBackward"}
 
 
 def test_dm_control_specs_match_playground(tmp_path, monkeypatch):
@@ -56,15 +57,17 @@ def test_dm_control_specs_match_playground(tmp_path, monkeypatch):
 
 
 def test_polo_specs_match_envs(tmp_path, monkeypatch):
-    """The POLO rows (family "polo", envs/polo_envs.py) against the built envs (impl "jax")."""
+    """The POLO and Byravan rows (envs/polo_envs.py, envs/byravan_envs.py) against the built envs (impl "jax")."""
     monkeypatch.chdir(tmp_path)
     import mujoco
     from mujoco import mjx
 
     from mjxmbrl.envs import polo_envs
 
-    polo = {s.name: s for s in list_env_specs() if s.family == "polo"}
-    assert set(polo) == set(polo_envs.ALL_TASKS)
+    from mjxmbrl.envs import byravan_envs
+
+    polo = {s.name: s for s in list_env_specs() if s.family in ("polo", "byravan")}
+    assert set(polo) == set(polo_envs.ALL_TASKS) | set(byravan_envs.TASKS)
     for name, spec in polo.items():
         env = make_env(name, impl="jax")
         base = env.unwrapped

@@ -3,10 +3,13 @@
 A group is a contiguous slice of the observation vector predicted by its own
 MLP. A group whose entries are generalised positions lists, in `velocity`, the
 observation index of each entry's time derivative; the model then integrates
-it from the predicted velocities plus a learned correction (Eq. 18). All other
-groups (orientations as cos/sin or rotation-matrix entries, touch sensors,
-target vectors, clipped or non-integrable positions) use the plain delta rule
-of Eq. 17.
+it from the predicted velocities plus a learned correction (Eq. 18). A group
+that is a world-fixed direction seen in the body's frame (a task's target
+direction) names, in `rotated_by`, the observation index of the body-frame
+angular velocity; the model then integrates it in closed form without a
+network (App. C.2; envs/ant_walk.rotate_egocentric). All other groups
+(orientations as cos/sin or rotation-matrix entries, touch sensors, target
+vectors, clipped or non-integrable positions) use the plain delta rule of Eq. 17.
 
 Layouts are read off each env's `_get_obs` (MuJoCo Playground 0.2.0 DM Control
 suite, Brax 0.14.2) and checked against the observation sizes in
@@ -24,6 +27,7 @@ class ObsGroup(NamedTuple):
     start: int
     stop: int
     velocity: Optional[Tuple[int, ...]] = None  # obs index of d/dt of each entry (Eq. 18), or None
+    rotated_by: Optional[int] = None  # obs index of the body-frame angular velocity [3] (App. C.2), or None
 
     @property
     def size(self) -> int:
@@ -46,6 +50,15 @@ _HUMANOID_DMC = (
     _g("torso_vertical", 34, 37),
     _g("com_velocity", 37, 40),
     _g("velocity", 40, 67),
+)
+_ANT_CORRIDOR = (
+    _g("joint_angles", 0, 8, 8),
+    _g("joint_velocities", 8, 16),
+    _g("linear_velocity", 16, 19),
+    _g("angular_velocity", 19, 22),
+    _g("feet", 22, 34),
+    _g("up", 34, 37),
+    ObsGroup("target_direction", 37, 40, rotated_by=19),
 )
 _REACHER = (_g("position", 0, 2, 4), _g("to_target", 2, 4), _g("velocity", 4, 6))
 _WALKER_DMC = (_g("orientations", 0, 14), _g("height", 14, 15), _g("velocity", 15, 24))
@@ -94,13 +107,16 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
     # The walk appends the root's v_x (a velocity: delta rule), y (d/dt qvel[1] at obs 41) and z (qvel[2], obs 42).
     "PoloHumanoidWalk": _HUMANOID_DMC + (_g("root_velocity_x", 67, 68), _g("root_lateral", 68, 69, 41),
                                          _g("root_height", 69, 70, 42)),
-    "FingerReorient": _FINGER_TURN,  # FingerTurn's layout; the target (a task group) moves every 75 steps
+    "FingerReorient": _FINGER_TURN,
+    # Byravan et al. 2022's ant (envs/ant_walk.py): joint angles <-> joint velocities at obs 8; the target
+    # direction (the task group) turns with the torso's angular velocity at obs 19, in closed form.
+    **{name: _ANT_CORRIDOR for name in ("AntWalkForward", "AntWalkBackward")},  # FingerTurn's layout; the target (a task group) moves every 75 steps
     # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
 }
 
 
 # Task-specific groups (targets, goals): the task-agnostic proposal (Byravan Sec. 5.4) does not see them.
-TASK_GROUPS = ("to_target", "target", "goal")
+TASK_GROUPS = ("to_target", "target", "goal", "target_direction")
 
 
 def get_groups(env_name: str) -> Tuple[ObsGroup, ...]:

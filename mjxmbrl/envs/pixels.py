@@ -61,7 +61,7 @@ from mjxmbrl.types import ConfigError, MjxmbrlError
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_BIT_DEPTH = 5
-PIXEL_FAMILIES = ("dm_control", "polo")  # Playground MjxEnvs with an mj_model and mjx.Data states
+PIXEL_FAMILIES = ("dm_control", "polo", "byravan")  # Playground MjxEnvs with an mj_model and mjx.Data states
 
 
 class RenderError(MjxmbrlError):

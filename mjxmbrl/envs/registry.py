@@ -14,6 +14,10 @@ imports no simulator. Families:
   point-mass worlds `PointMassBox`, `PointMassMaze` (Sec. 3.1; coverage grid in
   envs/point_mass_worlds.py) and the getups `HumanoidGetup`, `WalkerGetup`
   and their *Sparse variants (App. A.1; rewards in envs/getup.py); done only on NaN.
+- "byravan": the tasks of Byravan et al. 2022 (arXiv:2110.03363), our own MJX envs
+  (mjxmbrl/envs/byravan_envs.py; impl "jax" or "warp"): `AntWalkForward` and
+  `AntWalkBackward`, an 8-DoF ant in a corridor (App. A.1; observation layout,
+  reward and the closed-form task observation in envs/ant_walk.py); done only on NaN.
 
 Each task has one `EnvSpec`: its sizes, control step, episode length, whether
 it terminates, its observation groups (envs/groups.py: the per-group MLP model
@@ -39,7 +43,7 @@ import jax
 if TYPE_CHECKING:  # importing Playground/MJX takes seconds; listing envs must not
     from mujoco_playground._src.mjx_env import State
 
-from mjxmbrl.envs import getup, reorient, toy, walk
+from mjxmbrl.envs import ant_walk, getup, reorient, toy, walk
 from mjxmbrl.envs import point_mass_worlds as pmw
 from mjxmbrl.envs.groups import OBS_GROUPS, TASK_GROUPS, ObsGroup
 from mjxmbrl.envs.rewards import KNOWN_REWARDS
@@ -52,7 +56,7 @@ class EnvSpec(NamedTuple):
     """Static facts about a task. episode_length is in control steps, ctrl_dt in seconds."""
 
     name: str
-    family: str  # "dm_control" | "brax" | "toy" | "polo"
+    family: str  # "dm_control" | "brax" | "toy" | "polo" | "byravan"
     obs_size: int
     action_size: int
     episode_length: int
@@ -79,6 +83,12 @@ def _brax(name: str, obs: int, act: int, dt: float, term: bool) -> EnvSpec:
 def _polo(name: str, obs: int, act: int, length: int, dt: float, reward_fn: Callable[..., jax.Array]) -> EnvSpec:
     # Reward known exactly from the observation (0, or the root height); done only on NaN physics.
     return EnvSpec(name, "polo", obs, act, length, dt, False, reward_fn=reward_fn)
+
+
+def _byravan(name: str) -> EnvSpec:
+    # The ant's reward (Eq. 5) is exact from the observation; done only on NaN physics.
+    return EnvSpec(name, "byravan", ant_walk.OBS_SIZE, ant_walk.ACTION_SIZE, ant_walk.EPISODE_LENGTH, ant_walk.CTRL_DT,
+                   False, reward_fn=ant_walk.walk_reward)
 
 
 _SPEC_LIST = [
@@ -130,6 +140,8 @@ _SPEC_LIST = [
     _polo("WalkerGetupSparse", 25, 6, getup.EPISODE_LENGTH, 0.025, getup.walker_getup_sparse_reward),
     _polo("PoloHumanoidWalk", walk.OBS_SIZE, 21, walk.EPISODE_LENGTH, 0.025, walk.walk_reward),
     _polo("FingerReorient", reorient.OBS_SIZE, reorient.ACTION_SIZE, reorient.EPISODE_LENGTH, 0.02, reorient.reorient_reward),
+    # Byravan et al. 2022 tasks, measured with mjxmbrl.envs.byravan_envs.make(name, impl="jax") (tests/test_envs.py).
+    *(_byravan(name) for name in ant_walk.DIRECTIONS),
 ]
 
 ENV_SPECS: Dict[str, EnvSpec] = {
@@ -244,13 +256,13 @@ def make_env(
 
     Args:
       name: a key of ENV_SPECS.
-      impl: MJX backend for Playground and POLO tasks, "jax" or "warp" (Brax tasks: "jax"
+      impl: MJX backend for Playground, POLO and Byravan tasks, "jax" or "warp" (Brax tasks: "jax"
         only; the pure-JAX toy ignores it).
       episode_length: overrides spec.episode_length (control steps). The env
         itself does not enforce it; `make_vector_env` does.
       pixels: the observation is the rendered frame, image_size x image_size RGB
-        quantised to bit_depth bits and flattened (envs/pixels.py); DM Control
-        and POLO tasks only.
+        quantised to bit_depth bits and flattened (envs/pixels.py); DM Control,
+        POLO and Byravan tasks only.
       planning: the task as a planner's simulator sees it, without unmodelled disturbances (POLO's
         FingerReorient keeps its target; every other task is the same either way).
     Returns:
@@ -281,6 +293,10 @@ def make_env(
         from mjxmbrl.envs import polo_envs
 
         return PlaygroundEnv(polo_envs.make(name, impl=impl, episode_length=spec.episode_length, planning=planning), spec)
+    if spec.family == "byravan":
+        from mjxmbrl.envs import byravan_envs
+
+        return PlaygroundEnv(byravan_envs.make(name, impl=impl, episode_length=spec.episode_length), spec)
     if spec.family == "brax":
         if impl != "jax":
             raise MjxmbrlError(f"env '{name}' is a Brax task and supports impl 'jax' only, got '{impl}'")

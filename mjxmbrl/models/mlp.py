@@ -7,7 +7,10 @@ normalised observation and the action and predicts the group's change:
     q_{t+1}   = q_t + (m^q(s_t, a_t) + qdot^_{t+1}) * dt                 (Eq. 18)
 
 where Eq. 18 applies to groups of generalised positions whose velocities are
-observed (models/groups.py). We write m^k * dt = mu^k + sigma^k * net^k, with
+observed (envs/groups.py). A group with `rotated_by` (a world-fixed direction in
+the body's frame, e.g. the ant's target direction) has no network: it turns in
+closed form with the body's angular velocity, averaged over the observed and the
+predicted one (App. C.2; envs/ant_walk.rotate_egocentric). We write m^k * dt = mu^k + sigma^k * net^k, with
 mu, sigma the data moments of the one-step change (kept in params["stats"]),
 so every network output is O(1) whatever the group's scale; the Eq. 18
 correction m^q * dt is sigma^q * net^q. Training minimises the open-loop
@@ -27,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mjxmbrl.envs.ant_walk import rotate_egocentric
 from mjxmbrl.envs.groups import ObsGroup
 from mjxmbrl.models.base import (
     Model,
@@ -76,18 +80,19 @@ def check_mlp(cfg) -> None:
 
 
 class GroupMLPs(nn.Module):
-    """x [..., D + A] -> {group name: raw output [..., group size]}, one MLP per group."""
+    """x [..., D + A] -> {group name: raw output [..., group size]}, one MLP per group (none for closed-form ones)."""
 
     groups: Tuple[ObsGroup, ...]
     hidden_sizes: Sequence[int]
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict:
-        return {g.name: MLP(tuple(self.hidden_sizes), g.size, nn.elu, True, name=g.name)(x) for g in self.groups}
+        return {g.name: MLP(tuple(self.hidden_sizes), g.size, nn.elu, True, name=g.name)(x)
+                for g in self.groups if g.rotated_by is None}
 
 
 def check_groups(groups: Tuple[ObsGroup, ...], obs_size: int) -> None:
-    """Groups must tile [0, obs_size) in order; velocity indices must be inside non-position groups."""
+    """Groups must tile [0, obs_size) in order; velocity and angular velocity indices must be inside plain groups."""
     ordered = sorted(groups, key=lambda g: g.start)
     edges = [0] + [g.stop for g in ordered]
     if [g.start for g in ordered] != edges[:-1] or edges[-1] != obs_size:
@@ -96,6 +101,14 @@ def check_groups(groups: Tuple[ObsGroup, ...], obs_size: int) -> None:
     for g in groups:
         if g.velocity and (len(g.velocity) != g.size or any(v in integrated or not 0 <= v < obs_size for v in g.velocity)):
             raise ValueError(f"group '{g.name}': velocity indices {g.velocity} must be {g.size} indices of non-integrated dims")
+    rotated = {i for g in groups if g.rotated_by is not None for i in range(g.start, g.stop)}
+    for g in groups:
+        if g.rotated_by is None:
+            continue
+        omega = range(g.rotated_by, g.rotated_by + 3)
+        if g.velocity or g.size != 3 or any(i in integrated or i in rotated or not 0 <= i < obs_size for i in omega):
+            raise ValueError(f"group '{g.name}': a rotated direction has 3 entries and its angular velocity "
+                             f"(obs {g.rotated_by}..{g.rotated_by + 2}) must lie in a plain group")
 
 
 def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tuple[ObsGroup, ...]) -> Model:
@@ -122,16 +135,19 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
         out = net.apply(params["net"]["dynamics"], jnp.concatenate([normalize_obs(stats, obs), action]))
         mu, sigma = stats.delta.mean, std_of(stats.delta)
         pieces = {}
-        for g in groups:  # plain delta groups first: Eq. 18 reads their predicted velocities
-            if not g.velocity:
+        for g in groups:  # plain delta groups first: Eq. 18 and the rotations read their predictions
+            if not g.velocity and g.rotated_by is None:
                 sl = slice(g.start, g.stop)
                 pieces[g.name] = obs[sl] + mu[sl] + sigma[sl] * out[g.name]
-        plain = jnp.concatenate([pieces[g.name] if not g.velocity else jnp.zeros((g.size,)) for g in groups])
+        plain = jnp.concatenate([pieces.get(g.name, jnp.zeros((g.size,))) for g in groups])
         for g in groups:
+            sl = slice(g.start, g.stop)
             if g.velocity:
-                sl = slice(g.start, g.stop)
                 velocity_next = plain[jnp.asarray(g.velocity)]
                 pieces[g.name] = obs[sl] + velocity_next * dt + sigma[sl] * out[g.name]
+            elif g.rotated_by is not None:
+                omega = slice(g.rotated_by, g.rotated_by + 3)
+                pieces[g.name] = rotate_egocentric(obs[sl], 0.5 * (obs[omega] + plain[omega]), dt)
         return jnp.concatenate([pieces[g.name] for g in groups])
 
     def initial_state(params, obs, key, belief=None):

@@ -1,0 +1,189 @@
+"""MJX tasks of Byravan et al. 2022 (arXiv:2110.03363): the ant walking forward or backward in a corridor.
+
+`AntCorridor` is a `mujoco_playground` `MjxEnv` (State = `mjx_env.State`), so the batched wrapper
+(envs/wrappers.py) and the oracle model step it like any DM Control task.
+
+The body: the paper's ant is DM Control's 8-DoF locomotion ant, which the installed packages do not
+provide; ours is the 8-DoF ant of the Gym/Brax family (torso sphere, four two-segment legs, hinge
+hips and ankles, motors of gear 150), written out below with two changes: the torso and the feet
+collide with the floor and with the corridor's walls (planes at y = +-CORRIDOR_HALF_WIDTH; the leg
+capsules collide with nothing, as in Brax), and the simulation step is 0.01 s with two substeps per
+0.02 s control step (the paper's dt for the ant). Reset: standing (torso 0.55 m up, hips 0, ankles
++-1 rad) plus U(-0.1, 0.1) on every joint angle (clipped to range), a yaw of U(-YAW_NOISE, YAW_NOISE)
+rad and N(0, 0.1^2) joint and root velocities. Observation and reward: envs/ant_walk.py. Episodes of
+1000 control steps; done only on NaN physics, as in the DM Control suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import mujoco
+from ml_collections import config_dict
+from mujoco import mjx
+from mujoco_playground._src import mjx_env
+
+from mjxmbrl.envs import ant_walk
+
+CORRIDOR_HALF_WIDTH = 1.5  # m: the legs span about 1.9 m from foot to opposite foot
+CORRIDOR_LENGTH = 200.0  # m, drawn only (walls are infinite planes)
+JOINT_NOISE = 0.1  # rad, uniform, on every joint at reset
+VELOCITY_NOISE = 0.1  # normal std of every velocity at reset
+YAW_NOISE = 0.3  # rad, uniform, of the torso's heading at reset
+TASKS = tuple(ant_walk.DIRECTIONS)
+
+_LEG = """
+      <body name="{name}_leg" pos="0 0 0">
+        <geom name="{name}_hip_geom" fromto="0 0 0 {x} {y} 0" size="0.08" type="capsule"/>
+        <body name="{name}_thigh" pos="{x} {y} 0">
+          <joint name="{name}_hip" axis="0 0 1" range="-30 30" type="hinge"/>
+          <geom name="{name}_thigh_geom" fromto="0 0 0 {x} {y} 0" size="0.08" type="capsule"/>
+          <body name="{name}_shin" pos="{x} {y} 0">
+            <joint name="{name}_ankle" axis="{ax} {ay} 0" range="{lo} {hi}" type="hinge"/>
+            <geom name="{name}_shin_geom" fromto="0 0 0 {x2} {y2} 0" size="0.08" type="capsule"/>
+            <geom name="{name}_foot" pos="{x2} {y2} 0" size="0.08" type="sphere" contype="1" conaffinity="0" mass="0"/>
+          </body>
+        </body>
+      </body>"""
+
+# (name, hip direction, ankle axis, ankle range in degrees): Gym's ant legs in its joint order.
+_LEGS = (("front_left", (1, 1), (-1, 1), (30, 70)), ("front_right", (-1, 1), (1, 1), (-70, -30)),
+         ("back_left", (-1, -1), (-1, 1), (-70, -30)), ("back_right", (1, -1), (1, 1), (30, 70)))
+FOOT_GEOMS = tuple(f"{name}_foot" for name, *_ in _LEGS)
+
+
+def ant_xml() -> str:
+    """The corridor ant's MJCF (see the module docstring)."""
+    legs = "".join(
+        _LEG.format(name=name, x=0.2 * dx, y=0.2 * dy, x2=0.4 * dx, y2=0.4 * dy, ax=ax, ay=ay, lo=lo, hi=hi)
+        for name, (dx, dy), (ax, ay), (lo, hi) in _LEGS)
+    motors = "".join(f'\n    <motor joint="{name}_{part}" gear="150" ctrlrange="-1 1" ctrllimited="true"/>'
+                     for name, *_ in _LEGS for part in ("hip", "ankle"))
+    w, half = CORRIDOR_HALF_WIDTH, CORRIDOR_LENGTH / 2
+    return f"""<mujoco model="ant_corridor">
+  <compiler angle="degree" inertiafromgeom="true"/>
+  <option timestep="0.01" iterations="4" ls_iterations="8"/>
+  <default>
+    <joint armature="1" damping="1" limited="true"/>
+    <geom contype="0" conaffinity="0" condim="3" density="5.0" friction="1 0.5 0.5" rgba="0.8 0.6 0.4 1"/>
+  </default>
+  <asset>
+    <texture name="grid" type="2d" builtin="checker" rgb1=".1 .2 .3" rgb2=".2 .3 .4" width="300" height="300"/>
+    <material name="grid" texture="grid" texrepeat="1 1" texuniform="true"/>
+  </asset>
+  <worldbody>
+    <light name="light" pos="0 0 6" dir="0 0 -1" directional="true"/>
+    <geom name="floor" type="plane" size="{half} {w + 1} 0.1" material="grid" conaffinity="1"/>
+    <geom name="wall_left" type="plane" pos="0 {w} 0.5" zaxis="0 -1 0" size="{half} 0.5 0.1" conaffinity="1" rgba=".3 .3 .3 .3"/>
+    <geom name="wall_right" type="plane" pos="0 {-w} 0.5" zaxis="0 1 0" size="{half} 0.5 0.1" conaffinity="1" rgba=".3 .3 .3 .3"/>
+    <body name="torso" pos="0 0 0.75">
+      <camera name="track" mode="trackcom" pos="0 -4 2" xyaxes="1 0 0 0 0.45 0.9"/>
+      <geom name="torso_geom" size="0.25" type="sphere" contype="1" conaffinity="0"/>
+      <joint name="root" type="free" armature="0" damping="0" limited="false" margin="0.01"/>{legs}
+    </body>
+  </worldbody>
+  <actuator>{motors}
+  </actuator>
+</mujoco>"""
+
+
+def ant_config() -> config_dict.ConfigDict:
+    return config_dict.create(
+        ctrl_dt=ant_walk.CTRL_DT,
+        sim_dt=0.01,
+        episode_length=ant_walk.EPISODE_LENGTH,
+        action_repeat=1,
+        vision=False,
+        impl="jax",
+        naconmax=65_536,  # warp only: contacts over all worlds (15 candidate pairs per world)
+        njmax=64,  # warp only: constraint rows per world
+    )
+
+
+class AntCorridor(mjx_env.MjxEnv):
+    """The ant walking along +x (direction 1) or -x (direction -1); obs [40], action [8] in [-1, 1]."""
+
+    def __init__(self, direction: float, config: Optional[config_dict.ConfigDict] = None,
+                 config_overrides: Optional[Dict[str, Any]] = None):
+        super().__init__(config if config is not None else ant_config(), config_overrides)
+        self._mj_model = mujoco.MjModel.from_xml_string(ant_xml())
+        self._mj_model.opt.timestep = self.sim_dt
+        self._mjx_model = mjx.put_model(self._mj_model, impl=self._config.impl)
+        self._direction = jnp.array([float(direction), 0.0, 0.0], jnp.float32)
+        self._torso = self._mj_model.body("torso").id
+        self._feet = jnp.array([self._mj_model.geom(name).id for name in FOOT_GEOMS])
+        self._low = jnp.asarray(self._mj_model.jnt_range[1:, 0], jnp.float32)
+        self._high = jnp.asarray(self._mj_model.jnt_range[1:, 1], jnp.float32)
+        ankle = jnp.deg2rad(jnp.array([50.0, -50.0, -50.0, 50.0]))  # mid-range, the legs bent down
+        self._stand = jnp.concatenate([jnp.array([0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0]),
+                                       jnp.stack([jnp.zeros(4), ankle], axis=-1).reshape(-1)])
+
+    def initial_qpos_qvel(self, key: jax.Array):
+        """Standing qpos [15] with joint and yaw noise, qvel [14] ~ N(0, VELOCITY_NOISE^2)."""
+        k_joint, k_yaw, k_vel = jax.random.split(key, 3)
+        joints = self._stand[7:] + jax.random.uniform(k_joint, (8,), minval=-JOINT_NOISE, maxval=JOINT_NOISE)
+        yaw = jax.random.uniform(k_yaw, minval=-YAW_NOISE, maxval=YAW_NOISE)
+        quat = jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
+        qpos = jnp.concatenate([self._stand[:3], quat, jnp.clip(joints, self._low, self._high)])
+        qvel = VELOCITY_NOISE * jax.random.normal(k_vel, (self.mj_model.nv,))
+        return qpos, qvel
+
+    def reset(self, rng: jax.Array) -> mjx_env.State:
+        rng, key = jax.random.split(rng)
+        qpos, qvel = self.initial_qpos_qvel(key)
+        data = mjx_env.make_data(self.mj_model, qpos=qpos, qvel=qvel, impl=self.mjx_model.impl.value,
+                                 naconmax=self._config.naconmax, njmax=self._config.njmax)
+        data = mjx.forward(self.mjx_model, data)
+        metrics = {"forward_speed": jnp.zeros(()), "lateral_position": data.qpos[1]}
+        return mjx_env.State(data, self._get_obs(data), jnp.zeros(()), jnp.zeros(()), metrics, {"rng": rng})
+
+    def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
+        data = mjx_env.step(self.mjx_model, state.data, action, self.n_substeps)
+        obs = self._get_obs(data)
+        reward = ant_walk.walk_reward(None, action, obs).astype(jnp.float32)
+        metrics = {**state.metrics, "forward_speed": data.qvel[0], "lateral_position": data.qpos[1]}
+        done = (jnp.isnan(data.qpos).any() | jnp.isnan(data.qvel).any()).astype(jnp.float32)
+        return mjx_env.State(data, obs, reward, done, metrics, state.info)
+
+    def _get_obs(self, data: mjx.Data, info: Optional[Dict[str, Any]] = None) -> jax.Array:
+        """The egocentric observation [40] of envs/ant_walk.py."""
+        del info
+        rot = data.xmat[self._torso]  # body -> world
+        torso = data.xpos[self._torso]
+        feet = (data.geom_xpos[self._feet] - torso) @ rot  # [4, 3] in the torso's frame
+        return jnp.concatenate([
+            data.qpos[7:], data.qvel[6:],
+            data.qvel[:3] @ rot,  # the free joint's linear velocity is in the world frame
+            data.qvel[3:6],  # its angular velocity is in the body frame
+            feet.reshape(-1),
+            rot[2],  # the world's z axis in the torso's frame
+            self._direction @ rot,
+        ])
+
+    @property
+    def xml_path(self) -> str:
+        return "<generated: ant_corridor>"  # the MJCF is `ant_xml()`
+
+    @property
+    def action_size(self) -> int:
+        return self.mjx_model.nu
+
+    @property
+    def mj_model(self) -> mujoco.MjModel:
+        return self._mj_model
+
+    @property
+    def mjx_model(self) -> mjx.Model:
+        return self._mjx_model
+
+
+def make(name: str, impl: str = "jax", episode_length: Optional[int] = None) -> mjx_env.MjxEnv:
+    """One of TASKS ("AntWalkForward", "AntWalkBackward") with MJX backend `impl` ("jax" or "warp")."""
+    if name not in ant_walk.DIRECTIONS:
+        raise KeyError(f"unknown Byravan task '{name}'; known: {', '.join(TASKS)}")
+    overrides: Dict[str, Any] = {"impl": impl}
+    if episode_length is not None:
+        overrides["episode_length"] = int(episode_length)
+    return AntCorridor(ant_walk.DIRECTIONS[name], config_overrides=overrides)
