@@ -242,10 +242,11 @@ def test_byravan_transfer_cells_load_their_source_run_of_the_same_seed(tmp_path)
     from mjxmbrl.cli.reproduce import select_cells
 
     e = get_experiment("byravan-transfer")
-    assert e.tasks == ("cartpole_swingup", "cartpole_swingup_sparse", "walker_walk", "walker_run")
+    assert e.tasks == ("cartpole_swingup", "cartpole_swingup_sparse", "walker_walk", "walker_run", "ant_walk_forward",
+                       "ant_walk_backward")
     for budget in e.budgets.values():
         planned = plan_runs(e, budget, 2, tmp_path)
-        assert len(planned) == 24 and not any(tmp_path.iterdir())
+        assert len(planned) == 36 and not any(tmp_path.iterdir())
         for run in planned:
             t, cfg = run.cfg.transfer, run.cfg
             if run.cell.source is None:

@@ -218,6 +218,9 @@ BYRAVAN_DMC_ABLATIONS = register(
 TRANSFER_PAIRS = {
     "cartpole_swingup": ("cartpole_swingup_sparse", "CartpoleSwingupSparse", 8, 3000),
     "walker_walk": ("walker_run", "WalkerRun", 2, 12000),
+    # The paper's simple body: the corridor ant walking forward -> backward (App. F.3 anneals over M = 5000-40000
+    # updates for its ant walking targets; 8 envs, 8 actor steps per update: 12,500 updates at 100k env steps).
+    "ant_walk_forward": ("ant_walk_backward", "AntWalkBackward", 1, 3000),
 }
 PROPOSAL_MIXTURE = (
     "agent.agnostic_proposal=true", "planner.proposal=mixture", "planner.mixture_components=[agnostic,policy]",
@@ -261,7 +264,8 @@ BYRAVAN_TRANSFER = register(
         table="Sec. 5.3-5.4, Fig. 3-4 and App. F.3: model and proposal transfer (curves only, no published numbers)",
         description=(
             "MPC+MPO+BC on a target task from scratch against the source run's model (fine-tuned or frozen), its "
-            "task-agnostic proposal (annealed mixture) or both: cartpole swingup -> swingup sparse, walker walk -> run"
+            "task-agnostic proposal (annealed mixture) or both: cartpole swingup -> swingup sparse, walker walk -> run, "
+            "the corridor ant walking forward -> backward"
         ),
         cells=_transfer_cells(),
         budgets=_budgets(all_planned=True),
@@ -270,7 +274,8 @@ BYRAVAN_TRANSFER = register(
             "seed). A target cell's setting: scratch; model-finetune / model-frozen (the source's per-group MLP model, "
             "updated or not); proposal (the source's task-agnostic proposal, frozen, in the planner's mixture with "
             "the policy, weight 1 -> 0 over M learner updates, which the actor also samples when it does not plan); both-finetune (model fine-tuned and proposal). "
-            "Substitutes for the paper's Ant/OP3 walking and GTTP pairs: same body, another reward."
+            "The ant's pair is the paper's walking pair on our substitute ant (docs/byravan.md); the cartpole and walker "
+            "pairs stand in for its GTTP and OP3 pairs: same body, another reward."
         ),
         metrics=METRICS,
     )
