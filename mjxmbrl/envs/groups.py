@@ -107,10 +107,10 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
     # The walk appends the root's v_x (a velocity: delta rule), y (d/dt qvel[1] at obs 41) and z (qvel[2], obs 42).
     "PoloHumanoidWalk": _HUMANOID_DMC + (_g("root_velocity_x", 67, 68), _g("root_lateral", 68, 69, 41),
                                          _g("root_height", 69, 70, 42)),
-    "FingerReorient": _FINGER_TURN,
+    "FingerReorient": _FINGER_TURN,  # FingerTurn's layout; the target (a task group) moves every 75 steps
     # Byravan et al. 2022's ant (envs/ant_walk.py): joint angles <-> joint velocities at obs 8; the target
     # direction (the task group) turns with the torso's angular velocity at obs 19, in closed form.
-    **{name: _ANT_CORRIDOR for name in ("AntWalkForward", "AntWalkBackward")},  # FingerTurn's layout; the target (a task group) moves every 75 steps
+    **{name: _ANT_CORRIDOR for name in ("AntWalkForward", "AntWalkBackward")},
     # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
 }
 

@@ -10,9 +10,11 @@ where Eq. 18 applies to groups of generalised positions whose velocities are
 observed (envs/groups.py). A group with `rotated_by` (a world-fixed direction in
 the body's frame, e.g. the ant's target direction) has no network: it turns in
 closed form with the body's angular velocity, averaged over the observed and the
-predicted one (App. C.2; envs/ant_walk.rotate_egocentric). We write m^k * dt = mu^k + sigma^k * net^k, with
-mu, sigma the data moments of the one-step change (kept in params["stats"]),
-so every network output is O(1) whatever the group's scale; the Eq. 18
+predicted one (App. C.2; envs/ant_walk.rotate_egocentric).
+
+We write m^k * dt = mu^k + sigma^k * net^k, with mu, sigma the data moments of
+the one-step change (kept in params["stats"]), so every network output is O(1)
+whatever the group's scale; the Eq. 18
 correction m^q * dt is sigma^q * net^q. Training minimises the open-loop
 multi-step squared error over windows of T steps (Eqs. 19-20), each group's
 error normalised per dimension by the observation std so that groups of
