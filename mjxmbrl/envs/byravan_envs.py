@@ -9,7 +9,7 @@ hips and ankles, motors of gear 150), written out below with two changes: the to
 collide with the floor and with the corridor's walls (planes at y = +-CORRIDOR_HALF_WIDTH; the leg
 capsules collide with nothing, as in Brax), and the simulation step is 0.01 s with two substeps per
 0.02 s control step (the paper's dt for the ant). Reset: standing (torso 0.55 m up, hips 0, ankles
-+-1 rad) plus U(-0.1, 0.1) on every joint angle (clipped to range), a yaw of U(-YAW_NOISE, YAW_NOISE)
++-50 degrees, mid-range) plus U(-0.1, 0.1) on every joint angle (clipped to range), a yaw of U(-YAW_NOISE, YAW_NOISE)
 rad and N(0, 0.1^2) joint and root velocities. Observation and reward: envs/ant_walk.py. Episodes of
 1000 control steps; done only on NaN physics, as in the DM Control suite.
 """
