@@ -37,12 +37,17 @@ tasks are issue 19's): cartpole swingup -> swingup sparse (same dynamics, a spar
 walker run. The proposal mixture is the planner's proposal and what the actor samples when it does not plan
 (`planner.act_from: proposal`). MPO+BC transfer cells are left out: an agent without a planner has no mixture.
 
-The paper gives these results as curves only (no table), so no cell has a published number.
+`byravan-table1`: Table 1's rows without pre-trained parts on the paper's simple body's walking tasks, our
+corridor ant (docs/byravan.md): the zero-mean Gaussian proposal alone, and MPC with the true simulator (the MJX
+oracle), that proposal and CEM or SMC, H = 30, no value, the task's known reward. The paper's Ant numbers are
+beside ours (a different ant and episode length: compare orderings, not scales).
+
+The other experiments' results are curves only in the paper, so their cells have no published number.
 """
 
 from __future__ import annotations
 
-from mjxmbrl.experiments.base import Budget, Cell, Experiment, register
+from mjxmbrl.experiments.base import Budget, Cell, Experiment, Published, register
 
 PAPER = "Byravan et al. 2022 (arXiv:2110.03363)"
 METRICS = ("eval/return", "eval/policy_return")
@@ -278,5 +283,75 @@ BYRAVAN_TRANSFER = register(
             "pairs stand in for its GTTP and OP3 pairs: same body, another reward."
         ),
         metrics=METRICS,
+    )
+)
+
+# ---- byravan-table1 ----------------------------------------------------------------------------
+
+TABLE1_TASKS = {"ant_walk_forward": "AntWalkForward", "ant_walk_backward": "AntWalkBackward"}
+# method -> (config, overrides, Table 1's row, the Ant (forward, backward) mean and +- as printed over 100 episodes)
+TABLE1_ROWS = {
+    # the proposal alone: one sample of N(0, 0.5^2) per step, executed (SMC with one particle and H = 1)
+    "gaussian": ("configs/plan/ant_walk_forward_smc.yaml", ("planner.num_particles=1", "planner.horizon=1"),
+                 "'-, -, Gaussian'", ((0.0, 1.0), (0.0, 1.0))),
+    "mpc-cem": ("configs/plan/ant_walk_forward_cem.yaml", (), "'ground truth, CEM, Gaussian'", ((780.0, 4.0), (771.0, 4.0))),
+    "mpc-smc": ("configs/plan/ant_walk_forward_smc.yaml", (), "'ground truth, SMC, Gaussian'", ((717.0, 4.0), (715.0, 4.0))),
+}
+# Rollouts per control step: SMC particles; CEM samples per iteration (3 iterations of about a third of
+# SMC's rollouts; at least 10, for one elite at the 0.1 elite fraction).
+TABLE1_SIZES = {"smoke": (8, 10), "small": (64, 21), "paper": (2000, 667)}
+
+
+def _table1_cells():
+    cells = []
+    for method, (config, overrides, row, published) in TABLE1_ROWS.items():
+        for (task, env_name), (mean, spread) in zip(TABLE1_TASKS.items(), published):
+            column = "forward" if task.endswith("forward") else "backward"
+            cells.append(Cell(
+                method=method, task=task, config=config, action_repeat=1,
+                overrides=(f"env.name={env_name}",) + overrides, setting="ground-truth",
+                published=Published(mean, spread, f"Table 1, Ant {column}, row {row}"),
+            ))
+    return tuple(cells)
+
+
+def _table1_budget(name: str, episode_length: int, episodes: int) -> Budget:
+    """One evaluation of `episodes` episodes of `episode_length` steps; the run before it acts at random (no planning)."""
+    smc, cem = TABLE1_SIZES[name]
+    return Budget(
+        name, total_env_steps=episode_length, eval_every=episode_length, eval_episodes=episodes, seeds=1,
+        overrides=(f"env.episode_length={episode_length}", "train.warmup_env_steps=1000000000",
+                   f"train.log_every={episode_length}", "log.wandb=disabled"),
+        cell_overrides=(("mpc-smc-*", (f"planner.num_particles={smc}",)), ("mpc-cem-*", (f"planner.num_samples={cem}",))),
+    )
+
+
+BYRAVAN_TABLE1 = register(
+    Experiment(
+        name="byravan-table1",
+        paper=PAPER,
+        table="Table 1: MPC with the true simulator and a Gaussian proposal, CEM or SMC, H = 30 (the Ant columns)",
+        description=(
+            "the corridor ant walking forward and backward: the Gaussian proposal alone, and MPC over the MJX "
+            "oracle with CEM or SMC, H = 30, no value"
+        ),
+        cells=_table1_cells(),
+        budgets={
+            "smoke": _table1_budget("smoke", 10, 1),
+            # The CPU budget: 64 rollouts per step, 4 episodes of 200 steps (docs/results/byravan-table1-ground-truth-small).
+            "small": _table1_budget("small", 200, 4),
+            # The paper's 2000 samples, 100 episodes of 1000 steps: a GPU (512+ parallel ant simulations hang on our CPU).
+            "paper": _table1_budget("paper", 1000, 100),
+        },
+        notes=(
+            "Our ant is the Gym/Brax body in a corridor (DM Control's locomotion ant, the paper's, is not installed), "
+            "with 1000-step episodes (the paper does not state its episode length) and gear-150 motors that let a "
+            "planner with the true simulator find leaping gaits: the paper's numbers are a reference for the ordering of "
+            "the rows, not for their scale. The paper's +- is over 100 episodes. Ours is `eval/return` of the MPC agent "
+            "(`mjxmbrl train` evaluates it as `mjxmbrl plan` would); the training steps before it act at random. CEM "
+            "runs 3 iterations of a third of SMC's rollouts. The pre-trained model and proposal rows need an ant agent "
+            "trained first (configs/byravan/ant_walk_forward_mpc_mpo_bc.yaml) and are not cells yet."
+        ),
+        metrics=("eval/return",),
     )
 )
