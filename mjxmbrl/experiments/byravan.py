@@ -32,8 +32,9 @@ triple its default run.
 `byravan-transfer`: Sec. 5.3-5.4 and App. F.3 (Fig. 3-4), on the bodies we have offline: MPC+MPO+BC trained
 on a source task (`-source` cells: the agent with its task-agnostic proposal), then on a target task of the
 same body from scratch, with the source run's model fine-tuned or frozen, with its proposal in the planner's
-mixture (annealed from 1 to 0 over M learner updates), or with both. Substitute pairs (the paper's Ant and OP3
-tasks are issue 19's): cartpole swingup -> swingup sparse (same dynamics, a sparse reward) and walker walk ->
+mixture (annealed from 1 to 0 over M learner updates), or with both. Pairs: the corridor ant walking forward
+-> backward (the paper's Ant walking pair, on our substitute ant), and, standing in for the GTTP and OP3 pairs
+that are not built, cartpole swingup -> swingup sparse (same dynamics, a sparse reward) and walker walk ->
 walker run. The proposal mixture is the planner's proposal and what the actor samples when it does not plan
 (`planner.act_from: proposal`). MPO+BC transfer cells are left out: an agent without a planner has no mixture.
 
