@@ -148,6 +148,12 @@ def test_rotation_is_exact_for_a_constant_turn():
     turned = ant_walk.rotate_egocentric(e, jnp.array([0.0, 0.0, 2.0]), 0.25)
     np.testing.assert_allclose(turned, [np.cos(0.5), -np.sin(0.5), 0.0], atol=1e-6)
     np.testing.assert_allclose(ant_walk.rotate_egocentric(e, jnp.zeros(3), 0.25), e, atol=1e-7)
+    # Gradients stay finite at and near w = 0 (planners and the model's loss differentiate through it).
+    for w in (jnp.zeros(3), jnp.array([1e-6, 0.0, 0.0]), jnp.array([0.0, 3.0, -1.0])):
+        jac = jax.jacobian(lambda w: ant_walk.rotate_egocentric(e, w, 0.25))(w)
+        assert np.all(np.isfinite(np.asarray(jac))) and np.abs(np.asarray(jac)).max() < 1.0
+    np.testing.assert_allclose(jax.jacobian(lambda w: ant_walk.rotate_egocentric(e, w, 0.25))(jnp.zeros(3))[:, 2],
+                               [0.0, -0.25, 0.0], atol=1e-6)  # d e / d w_z = -dt (z x e) = (0, -dt, 0)
 
 
 def test_mlp_model_rotates_the_task_group_without_a_network():

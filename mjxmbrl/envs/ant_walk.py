@@ -51,10 +51,17 @@ def walk_reward(obs: jax.Array, action: jax.Array, next_obs: jax.Array) -> jax.A
 
 
 def rotate_egocentric(direction: jax.Array, angular_velocity: jax.Array, dt: float) -> jax.Array:
-    """A world-fixed vector seen from the body after dt: Rot(-w dt) e, w body-frame [..., 3] -> [..., 3]."""
+    """A world-fixed vector seen from the body after dt: Rot(-w dt) e, w body-frame [..., 3] -> [..., 3].
+
+    Rodrigues' formula with phi = -w dt, theta = |phi|, written with sin(theta) / theta and
+    (1 - cos theta) / theta^2 (their series below theta^2 = 1e-8), so values and gradients stay finite at w = 0.
+    """
     phi = -angular_velocity * dt
-    angle = jnp.sqrt(jnp.sum(phi**2, axis=-1, keepdims=True) + 1e-24)
-    axis = phi / angle
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    along = jnp.sum(axis * direction, axis=-1, keepdims=True)
-    return direction * cos + jnp.cross(axis, direction) * sin + axis * along * (1.0 - cos)
+    theta2 = jnp.sum(phi**2, axis=-1, keepdims=True)
+    small = theta2 < 1e-8
+    theta = jnp.sqrt(jnp.where(small, 1.0, theta2))
+    cos = jnp.where(small, 1.0 - theta2 / 2, jnp.cos(theta))
+    sinc = jnp.where(small, 1.0 - theta2 / 6, jnp.sin(theta) / theta)
+    cosc = jnp.where(small, 0.5 - theta2 / 24, (1.0 - jnp.cos(theta)) / jnp.where(small, 1.0, theta2))
+    along = jnp.sum(phi * direction, axis=-1, keepdims=True)
+    return direction * cos + jnp.cross(phi, direction) * sinc + phi * along * cosc
