@@ -26,6 +26,7 @@ from mujoco import mjx
 from mujoco_playground._src import mjx_env
 
 from mjxmbrl.envs import ant_walk
+from mjxmbrl.envs.generated import GeneratedModelEnv
 
 CORRIDOR_HALF_WIDTH = 1.5  # m: the legs span about 1.9 m from foot to opposite foot
 CORRIDOR_LENGTH = 200.0  # m, drawn only (walls are infinite planes)
@@ -102,8 +103,10 @@ def ant_config() -> config_dict.ConfigDict:
     )
 
 
-class AntCorridor(mjx_env.MjxEnv):
+class AntCorridor(GeneratedModelEnv):
     """The ant walking along +x (direction 1) or -x (direction -1); obs [40], action [8] in [-1, 1]."""
+
+    MODEL_NAME = "ant_corridor"  # the MJCF is `ant_xml()`
 
     def __init__(self, direction: float, config: Optional[config_dict.ConfigDict] = None,
                  config_overrides: Optional[Dict[str, Any]] = None):
@@ -161,22 +164,6 @@ class AntCorridor(mjx_env.MjxEnv):
             rot[2],  # the world's z axis in the torso's frame
             self._direction @ rot,
         ])
-
-    @property
-    def xml_path(self) -> str:
-        return "<generated: ant_corridor>"  # the MJCF is `ant_xml()`
-
-    @property
-    def action_size(self) -> int:
-        return self.mjx_model.nu
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
 
 
 def make(name: str, impl: str = "jax", episode_length: Optional[int] = None) -> mjx_env.MjxEnv:

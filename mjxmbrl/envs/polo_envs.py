@@ -48,6 +48,7 @@ from mujoco_playground._src import mjx_env
 from mujoco_playground._src.dm_control_suite import finger, humanoid, walker
 
 from mjxmbrl.envs import getup, reorient, walk
+from mjxmbrl.envs.generated import GeneratedModelEnv
 from mjxmbrl.envs import point_mass_worlds as pmw
 
 JOINT_NOISE = 0.1  # rad, uniform, on every hinge joint of a getup reset
@@ -80,7 +81,7 @@ def point_mass_config() -> config_dict.ConfigDict:
     )
 
 
-class PointMassWorld(mjx_env.MjxEnv):
+class PointMassWorld(GeneratedModelEnv):
     """A point mass in a walled 2-D world; obs [4] = (x, y, vx, vy), action [2] in [-1, 1], reward 0."""
 
     def __init__(self, world: pmw.World, config: Optional[config_dict.ConfigDict] = None,
@@ -119,18 +120,6 @@ class PointMassWorld(mjx_env.MjxEnv):
     @property
     def xml_path(self) -> str:
         return f"<generated: {self.world.name}>"  # the MJCF is `self.world.xml()`
-
-    @property
-    def action_size(self) -> int:
-        return self.mjx_model.nu
-
-    @property
-    def mj_model(self) -> mujoco.MjModel:
-        return self._mj_model
-
-    @property
-    def mjx_model(self) -> mjx.Model:
-        return self._mjx_model
 
 
 # ----------------------------------------------------------------- getups ---
