@@ -172,5 +172,5 @@ def test_mlp_model_rotates_the_task_group_without_a_network():
     np.testing.assert_allclose(nxt[37:40], ant_walk.rotate_egocentric(obs[37:40], w, 0.02), atol=1e-6)
     assert float(jnp.linalg.norm(nxt[37:40])) == pytest.approx(1.0, abs=1e-5)
     bad = tuple(g if g.name != "target_direction" else ObsGroup(g.name, g.start, g.stop, rotated_by=37) for g in groups)
-    with pytest.raises(ValueError, match="rotated direction"):
+    with pytest.raises(ValueError, match="angular velocity"):
         check_groups(bad, 40)

@@ -18,7 +18,7 @@ from mjxmbrl.types import MjxmbrlError
 
 def test_list_env_specs_sorted_and_complete():
     specs = list_env_specs()
-    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8 + 2
+    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8 + 3
     keys = [(s.family, s.name) for s in specs]
     assert keys == sorted(keys)
     brax_names = {s.name for s in specs if s.family == "brax"}
@@ -27,7 +27,7 @@ def test_list_env_specs_sorted_and_complete():
     polo_names = {s.name for s in specs if s.family == "polo"}
     assert polo_names == {"PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse",
                           "PoloHumanoidWalk", "FingerReorient"}
-    assert {s.name for s in specs if s.family == "byravan"} == {"AntWalkForward", "AntWalkBackward"}
+    assert {s.name for s in specs if s.family == "byravan"} == {"AntWalkForward", "AntWalkBackward", "AntGTTP"}
 
 
 def test_dm_control_specs_match_playground(tmp_path, monkeypatch):
@@ -81,7 +81,8 @@ def test_polo_specs_match_envs(tmp_path, monkeypatch):
         model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
         data = mujoco.MjData(model)
         mujoco.mj_forward(model, data)
-        obs = jax.eval_shape(lambda d: base._get_obs(d, {}), mjx.put_data(model, data, impl="jax"))
+        info = jax.eval_shape(base.reset, jax.random.PRNGKey(0)).info  # AntGTTP observes its target in info
+        obs = jax.eval_shape(lambda d, i: base._get_obs(d, i), mjx.put_data(model, data, impl="jax"), info)
         assert obs.shape == (spec.obs_size,), name
 
 

@@ -48,8 +48,10 @@ def test_every_named_config_is_in_the_wheel(wheel):
     assert "configs/debug.yaml" in names and any(n.startswith("configs/byravan/") for n in names)
     with zipfile.ZipFile(wheel) as z:
         shipped = {n.replace("mjxmbrl/configs/", "configs/", 1) for n in z.namelist() if n.startswith("mjxmbrl/configs/")}
+        data = {n for n in z.namelist() if n.startswith("mjxmbrl/envs/data/")}
     missing = sorted(names - shipped)
     assert not missing, f"named but not in the wheel: {missing}"
+    assert "mjxmbrl/envs/data/ant_gttp_poses.npz" in data  # AntGTTP's reference poses
 
 
 def test_configs_path_falls_back_to_the_shipped_copy_and_a_local_file_wins(tmp_path, monkeypatch):

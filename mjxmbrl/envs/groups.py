@@ -5,9 +5,13 @@ MLP. A group whose entries are generalised positions lists, in `velocity`, the
 observation index of each entry's time derivative; the model then integrates
 it from the predicted velocities plus a learned correction (Eq. 18). A group
 that is a world-fixed direction seen in the body's frame (a task's target
-direction) names, in `rotated_by`, the observation index of the body-frame
-angular velocity; the model then integrates it in closed form without a
-network (App. C.2; envs/ant_walk.rotate_egocentric). All other groups
+direction, or world-fixed points and axes of a target pose) names, in
+`rotated_by`, the observation index of the body-frame angular velocity, and,
+for points, in `translated_by` that of the body-frame linear velocity; a
+group holding a target's joint angles minus ours names, in `minus_change_of`,
+the index of our joint angles. The model integrates these in closed form
+without a network (App. C.2; envs/ant_walk.rotate_egocentric,
+envs/ant_gttp.py). All other groups
 (orientations as cos/sin or rotation-matrix entries, touch sensors, target
 vectors, clipped or non-integrable positions) use the plain delta rule of Eq. 17.
 
@@ -28,10 +32,17 @@ class ObsGroup(NamedTuple):
     stop: int
     velocity: Optional[Tuple[int, ...]] = None  # obs index of d/dt of each entry (Eq. 18), or None
     rotated_by: Optional[int] = None  # obs index of the body-frame angular velocity [3] (App. C.2), or None
+    translated_by: Optional[int] = None  # obs index of the body-frame linear velocity [3] (points), or None
+    minus_change_of: Optional[int] = None  # obs index of the positions whose change this group loses, or None
 
     @property
     def size(self) -> int:
         return self.stop - self.start
+
+    @property
+    def closed_form(self) -> bool:
+        """True if the model integrates this group in closed form (App. C.2), with no network."""
+        return self.rotated_by is not None or self.minus_change_of is not None
 
 
 def _g(name: str, start: int, stop: int, velocity_start: Optional[int] = None) -> ObsGroup:
@@ -59,6 +70,13 @@ _ANT_CORRIDOR = (
     _g("feet", 22, 34),
     _g("up", 34, 37),
     ObsGroup("target_direction", 37, 40, rotated_by=19),
+)
+# The go-to-target-pose ant (envs/ant_gttp.py): the corridor ant's proprioception, then the target's joint
+# angles minus ours, its 9 points (torso, thighs, shins) and its 9 bodies' x and z axes, in our torso's frame.
+_ANT_GTTP = _ANT_CORRIDOR[:-1] + (
+    ObsGroup("target_joints", 37, 45, minus_change_of=0),
+    ObsGroup("target_positions", 45, 72, rotated_by=19, translated_by=16),
+    ObsGroup("target_axes", 72, 126, rotated_by=19),
 )
 _REACHER = (_g("position", 0, 2, 4), _g("to_target", 2, 4), _g("velocity", 4, 6))
 _WALKER_DMC = (_g("orientations", 0, 14), _g("height", 14, 15), _g("velocity", 15, 24))
@@ -111,12 +129,13 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
     # Byravan et al. 2022's ant (envs/ant_walk.py): joint angles <-> joint velocities at obs 8; the target
     # direction (the task group) turns with the torso's angular velocity at obs 19, in closed form.
     **{name: _ANT_CORRIDOR for name in ("AntWalkForward", "AntWalkBackward")},
+    "AntGTTP": _ANT_GTTP,
     # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
 }
 
 
 # Task-specific groups (targets, goals): the task-agnostic proposal (Byravan Sec. 5.4) does not see them.
-TASK_GROUPS = ("to_target", "target", "goal", "target_direction")
+TASK_GROUPS = ("to_target", "target", "goal", "target_direction", "target_joints", "target_positions", "target_axes")
 
 
 def get_groups(env_name: str) -> Tuple[ObsGroup, ...]:

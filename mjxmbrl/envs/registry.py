@@ -17,7 +17,8 @@ imports no simulator. Families:
 - "byravan": the tasks of Byravan et al. 2022 (arXiv:2110.03363), our own MJX envs
   (mjxmbrl/envs/byravan_envs.py; impl "jax" or "warp"): `AntWalkForward` and
   `AntWalkBackward`, an 8-DoF ant in a corridor (App. A.1; observation layout,
-  reward and the closed-form task observation in envs/ant_walk.py); done only on NaN.
+  reward and the closed-form task observation in envs/ant_walk.py), and `AntGTTP`,
+  the same ant going to target poses on a plane (App. A.2; envs/ant_gttp.py); done only on NaN.
 
 Each task has one `EnvSpec`: its sizes, control step, episode length, whether
 it terminates, its observation groups (envs/groups.py: the per-group MLP model
@@ -43,7 +44,7 @@ import jax
 if TYPE_CHECKING:  # importing Playground/MJX takes seconds; listing envs must not
     from mujoco_playground._src.mjx_env import State
 
-from mjxmbrl.envs import ant_walk, getup, reorient, toy, walk
+from mjxmbrl.envs import ant_gttp, ant_walk, getup, reorient, toy, walk
 from mjxmbrl.envs import point_mass_worlds as pmw
 from mjxmbrl.envs.groups import OBS_GROUPS, TASK_GROUPS, ObsGroup
 from mjxmbrl.envs.rewards import KNOWN_REWARDS
@@ -86,9 +87,15 @@ def _polo(name: str, obs: int, act: int, length: int, dt: float, reward_fn: Call
 
 
 def _byravan(name: str) -> EnvSpec:
-    # The ant's reward (Eq. 5) is exact from the observation; done only on NaN physics.
+    # The walking ant's reward (Eq. 5) is exact from the observation; done only on NaN physics.
     return EnvSpec(name, "byravan", ant_walk.OBS_SIZE, ant_walk.ACTION_SIZE, ant_walk.EPISODE_LENGTH, ant_walk.CTRL_DT,
                    False, reward_fn=ant_walk.walk_reward)
+
+
+# The go-to-target-pose ant's known reward is the planner's (Eq. 16), correlated with but not equal to the
+# task's (Eq. 6-10: simulator bodies and a bonus after 10 steps held), which no observation determines.
+_ANT_GTTP = EnvSpec("AntGTTP", "byravan", ant_gttp.OBS_SIZE, ant_walk.ACTION_SIZE, ant_walk.EPISODE_LENGTH,
+                    ant_walk.CTRL_DT, False, reward_fn=ant_gttp.planner_reward)
 
 
 _SPEC_LIST = [
@@ -142,6 +149,7 @@ _SPEC_LIST = [
     _polo("FingerReorient", reorient.OBS_SIZE, reorient.ACTION_SIZE, reorient.EPISODE_LENGTH, 0.02, reorient.reorient_reward),
     # Byravan et al. 2022 tasks, measured with mjxmbrl.envs.byravan_envs.make(name, impl="jax") (tests/test_envs.py).
     *(_byravan(name) for name in ant_walk.DIRECTIONS),
+    _ANT_GTTP,
 ]
 
 ENV_SPECS: Dict[str, EnvSpec] = {

@@ -7,10 +7,17 @@ normalised observation and the action and predicts the group's change:
     q_{t+1}   = q_t + (m^q(s_t, a_t) + qdot^_{t+1}) * dt                 (Eq. 18)
 
 where Eq. 18 applies to groups of generalised positions whose velocities are
-observed (envs/groups.py). A group with `rotated_by` (a world-fixed direction in
-the body's frame, e.g. the ant's target direction) has no network: it turns in
-closed form with the body's angular velocity, averaged over the observed and the
-predicted one (App. C.2; envs/ant_walk.rotate_egocentric).
+observed (envs/groups.py). The task groups of the ant's tasks have no network
+(App. C.2): a group with `rotated_by` (world-fixed vectors in the body's frame:
+the target direction, a target pose's body axes) turns with the body's angular
+velocity w, a group with `translated_by` as well (world-fixed points: a target
+pose's bodies) first moves by -v dt, and a group with `minus_change_of` (a
+target's joint angles minus ours) loses the predicted change of our joints:
+
+    u_{t+1} = Rot(-w dt) u_t,  p_{t+1} = Rot(-w dt)(p_t - v dt),  dq_{t+1} = dq_t - (q_{t+1} - q_t)
+
+w and v averaged over the observed and the predicted ones
+(envs/ant_walk.rotate_egocentric, envs/ant_gttp.py).
 
 We write m^k * dt = mu^k + sigma^k * net^k, with mu, sigma the data moments of
 the one-step change (kept in params["stats"]), so every network output is O(1)
@@ -90,11 +97,11 @@ class GroupMLPs(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> dict:
         return {g.name: MLP(tuple(self.hidden_sizes), g.size, nn.elu, True, name=g.name)(x)
-                for g in self.groups if g.rotated_by is None}
+                for g in self.groups if not g.closed_form}
 
 
 def check_groups(groups: Tuple[ObsGroup, ...], obs_size: int) -> None:
-    """Groups must tile [0, obs_size) in order; velocity and angular velocity indices must be inside plain groups."""
+    """Groups must tile [0, obs_size) in order; the velocities a group is integrated with must lie in plain groups."""
     ordered = sorted(groups, key=lambda g: g.start)
     edges = [0] + [g.stop for g in ordered]
     if [g.start for g in ordered] != edges[:-1] or edges[-1] != obs_size:
@@ -103,14 +110,46 @@ def check_groups(groups: Tuple[ObsGroup, ...], obs_size: int) -> None:
     for g in groups:
         if g.velocity and (len(g.velocity) != g.size or any(v in integrated or not 0 <= v < obs_size for v in g.velocity)):
             raise ValueError(f"group '{g.name}': velocity indices {g.velocity} must be {g.size} indices of non-integrated dims")
-    rotated = {i for g in groups if g.rotated_by is not None for i in range(g.start, g.stop)}
+    closed = {i for g in groups if g.closed_form for i in range(g.start, g.stop)}
+
+    def plain(indices, what: str, g: ObsGroup) -> None:
+        if any(i in integrated or i in closed or not 0 <= i < obs_size for i in indices):
+            raise ValueError(f"group '{g.name}': its {what} (obs {indices[0]}..{indices[-1]}) must lie in a plain group")
+
     for g in groups:
-        if g.rotated_by is None:
-            continue
-        omega = range(g.rotated_by, g.rotated_by + 3)
-        if g.velocity or g.size != 3 or any(i in integrated or i in rotated or not 0 <= i < obs_size for i in omega):
-            raise ValueError(f"group '{g.name}': a rotated direction has 3 entries and its angular velocity "
-                             f"(obs {g.rotated_by}..{g.rotated_by + 2}) must lie in a plain group")
+        if g.closed_form and g.velocity:
+            raise ValueError(f"group '{g.name}' is integrated in closed form: it cannot also list velocities")
+        if g.rotated_by is not None:
+            if g.size % 3 or g.minus_change_of is not None:
+                raise ValueError(f"group '{g.name}': a rotated group holds 3-vectors ({g.size} entries)")
+            plain(range(g.rotated_by, g.rotated_by + 3), "angular velocity", g)
+        if g.translated_by is not None:
+            if g.rotated_by is None:
+                raise ValueError(f"group '{g.name}': translated points must also be rotated (set rotated_by)")
+            plain(range(g.translated_by, g.translated_by + 3), "linear velocity", g)
+        if g.minus_change_of is not None:
+            source = range(g.minus_change_of, g.minus_change_of + g.size)
+            if any(i in closed or not 0 <= i < obs_size for i in source):
+                raise ValueError(f"group '{g.name}': the positions it follows (obs {source[0]}..{source[-1]}) "
+                                 "must lie in groups with a network")
+
+
+def integrate_closed_form(groups: Tuple[ObsGroup, ...], obs: jax.Array, next_obs: jax.Array, dt: float) -> dict:
+    """{group name: next value [size]} of the closed-form groups (App. C.2; module docstring), from obs [D]
+    and next_obs [D], of which only the entries of the other groups (velocities, joint angles) are read."""
+    out = {}
+    for g in groups:
+        sl = slice(g.start, g.stop)
+        if g.minus_change_of is not None:
+            source = slice(g.minus_change_of, g.minus_change_of + g.size)
+            out[g.name] = obs[sl] - (next_obs[source] - obs[source])
+        elif g.rotated_by is not None:
+            mean = lambda i: 0.5 * (obs[i : i + 3] + next_obs[i : i + 3])  # noqa: E731
+            vectors = obs[sl].reshape(-1, 3)
+            if g.translated_by is not None:
+                vectors = vectors - mean(g.translated_by) * dt
+            out[g.name] = rotate_egocentric(vectors, mean(g.rotated_by), dt).reshape(-1)
+    return out
 
 
 def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tuple[ObsGroup, ...]) -> Model:
@@ -137,19 +176,18 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
         out = net.apply(params["net"]["dynamics"], jnp.concatenate([normalize_obs(stats, obs), action]))
         mu, sigma = stats.delta.mean, std_of(stats.delta)
         pieces = {}
-        for g in groups:  # plain delta groups first: Eq. 18 and the rotations read their predictions
-            if not g.velocity and g.rotated_by is None:
+        for g in groups:  # plain delta groups first: Eq. 18 and the closed-form groups read their predictions
+            if not g.velocity and not g.closed_form:
                 sl = slice(g.start, g.stop)
                 pieces[g.name] = obs[sl] + mu[sl] + sigma[sl] * out[g.name]
         plain = jnp.concatenate([pieces.get(g.name, jnp.zeros((g.size,))) for g in groups])
         for g in groups:
-            sl = slice(g.start, g.stop)
             if g.velocity:
+                sl = slice(g.start, g.stop)
                 velocity_next = plain[jnp.asarray(g.velocity)]
                 pieces[g.name] = obs[sl] + velocity_next * dt + sigma[sl] * out[g.name]
-            elif g.rotated_by is not None:
-                omega = slice(g.rotated_by, g.rotated_by + 3)
-                pieces[g.name] = rotate_egocentric(obs[sl], 0.5 * (obs[omega] + plain[omega]), dt)
+        known = jnp.concatenate([pieces.get(g.name, jnp.zeros((g.size,))) for g in groups])
+        pieces.update(integrate_closed_form(groups, obs, known, dt))
         return jnp.concatenate([pieces[g.name] for g in groups])
 
     def initial_state(params, obs, key, belief=None):
