@@ -311,3 +311,14 @@ def test_ctrl_c_saves_a_complete_checkpoint_and_exits_130(tmp_path):
     assert len(steps) == 1 and steps[0] % 400 == 0
     rows = metrics.read_text().splitlines()
     assert json.loads(rows[-1])["env_steps"] == steps[0]
+
+
+def test_plan_reports_env_metrics_at_each_episodes_last_step():
+    """plan.json's env_metrics_at_end: the metric at step ceil(length / action repeat) - 1 of each episode."""
+    from mjxmbrl.cli.plan import _at_last_step
+    from mjxmbrl.rollout import Episodes
+
+    trace = {"targets_achieved": np.arange(12.0).reshape(6, 2), "vector": np.zeros((6, 2, 3))}
+    result = Episodes(returns=np.zeros(2), lengths=np.array([6.0, 12.0]), rewards=np.zeros((6, 2)), metrics={},
+                      trace=trace)
+    assert _at_last_step(result, 2) == {"targets_achieved": [4.0, 11.0]}  # steps 2 and 5; [T, M] metrics only

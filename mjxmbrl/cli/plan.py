@@ -8,7 +8,8 @@ values). Without a source run the config's agent is the MPC agent
 on the same episodes (the first evaluation uses this command's key). The
 episodes are played by the one episode runner (mjxmbrl/rollout.py). Writes to
 `<log.runs_dir>/<name>/`: config.yaml, plan.json (returns per episode, mean and
-std, plan time per agent step) and plan.png (reward against time).
+std, plan time per agent step, the env's metrics at each episode's last step,
+e.g. AntGTTP's targets achieved) and plan.png (reward against time).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def run_plan(cfg: Config, episodes: int, out_dir: Optional[Path] = None) -> Tupl
     if out_dir.exists():
         raise MjxmbrlError(f"output directory {out_dir} already exists; choose another log.run_name")
     env, agent, params = build_planning(cfg, episodes)
-    run = make_episode_runner(env, *agent_actor(agent, EVAL))
+    run = make_episode_runner(env, *agent_actor(agent, EVAL), record=lambda state: state.metrics)
     out_dir.mkdir(parents=True)
     save_config(cfg, out_dir / "config.yaml")
     tic = time.perf_counter()
@@ -109,11 +110,19 @@ def run_plan(cfg: Config, episodes: int, out_dir: Optional[Path] = None) -> Tupl
         "wall_time_s": wall,
         "plan_time_per_step_s": wall / steps,
         "planner_metrics": {k: float(np.asarray(v).mean()) for k, v in result.metrics.items()},
+        "env_metrics_at_end": _at_last_step(result, cfg.env.action_repeat),
         "device": str(jax.devices()[0]),
     }
     (out_dir / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot(np.asarray(result.rewards), out_dir / "plan.png", f"{cfg.env.name}: {cfg.planner.name} with {cfg.model.name}")
     return out_dir, summary
+
+
+def _at_last_step(result, action_repeat: int) -> dict:
+    """{env metric: [its value at each episode's last agent step]} from the runner's trace [T, M]."""
+    last = np.clip(np.ceil(np.asarray(result.lengths) / action_repeat).astype(int) - 1, 0, None)  # [M]
+    return {k: [float(x) for x in np.take_along_axis(np.asarray(v), last[None], axis=0)[0]]
+            for k, v in result.trace.items() if np.ndim(v) == 2}
 
 
 def _plot(rewards: np.ndarray, path: Path, title: str) -> None:
