@@ -339,3 +339,41 @@ def test_byravan_table1_cells_budgets_and_published_numbers(tmp_path):
                 assert (cfg.planner.num_particles, cfg.planner.horizon, cfg.planner.temperature) == (smc, 30, 0.1)
             else:
                 assert (cfg.planner.name, cfg.planner.num_samples, cfg.planner.iterations, cfg.planner.horizon) == ("cem", cem, 3, 30)
+
+
+# ---- byravan-planner-sweep: App. F.1, Fig. 7-8 -----------------------------------------------------------------
+
+
+def test_byravan_planner_sweep_varies_one_setting_at_a_time(tmp_path):
+    e = get_experiment("byravan-planner-sweep")
+    assert e.tasks == ("ant_walk_forward", "ant_gttp") and len(e.cells) == 2 * 22
+    expected_particles = {"smoke": {50: 1, 2000: 8}, "small": {50: 3, 500: 31, 2000: 125}, "paper": {50: 50, 2000: 2000}}
+    for name, budget in e.budgets.items():
+        planned = plan_runs(e, budget, 1, tmp_path)  # every config loads and validates
+        assert len(planned) == 44 and not any(tmp_path.iterdir())
+        by_id = {run.cell.id: run.cfg for run in planned}
+        for task, env_name, tau in (("ant_walk_forward", "AntWalkForward", 0.1), ("ant_gttp", "AntGTTP", 0.01)):
+            cfg = lambda method: by_id[f"{method}-{task}-ground-truth"]  # noqa: E731
+            base = cfg("smc-S2000")
+            assert (base.env.name, base.model.name, base.agent.name) == (env_name, "oracle", "mpc")
+            assert (base.planner.name, base.planner.horizon, base.planner.temperature) == ("smc", 30, tau)
+            assert base.planner.proposal == "gaussian" and base.planner.proposal_sigma == 0.5
+            for samples, particles in expected_particles[name].items():
+                assert cfg(f"smc-S{samples}").planner.num_particles == particles
+            # One setting changed per cell, the rest at the base.
+            assert cfg("smc-H5").planner.horizon == 5 and cfg("smc-H5").planner.num_particles == base.planner.num_particles
+            assert cfg("smc-sigma2").planner.proposal_sigma == 2.0 and cfg("smc-sigma2").planner.temperature == tau
+            other_tau = [t for t in (0.001, 0.01, 0.1) if t != tau]
+            assert [cfg(f"smc-tau{t:g}").planner.temperature for t in other_tau] == other_tau
+            cem = cfg("cem-I2").planner
+            assert (cem.name, cem.iterations, cem.elite_fraction, cem.sigma_init, cem.horizon) == ("cem", 2, 0.15, 0.5, 30)
+            rollouts = {"smoke": 8, "small": 125, "paper": 2000}[name]
+            for iterations in (1, 2, 4):  # I iterations of S / I samples (at least 14)
+                assert cfg(f"cem-I{iterations}").planner.num_samples == max(14, round(rollouts / iterations))
+            assert cfg("cem-E0.3").planner.elite_fraction == 0.3 and cfg("cem-sigma0.1").planner.sigma_init == 0.1
+            episodes = {"smoke": 1, "small": 2, "paper": 100}[name]
+            # At most 256 parallel ant simulations on the CPU budget (the hang in docs/byravan.md).
+            if name == "small":
+                assert max(c.planner.num_particles if c.planner.name == "smc" else c.planner.num_samples
+                           for c in by_id.values()) * episodes <= 256
+            assert base.train.eval_episodes == episodes and base.train.warmup_env_steps >= base.env.episode_length

@@ -111,7 +111,7 @@ def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["reproduce", "dmc100k"], "unknown experiment 'dmc100k' (valid: byravan-dmc, byravan-dmc-ablations, byravan-dmc-fig20, byravan-table1, byravan-transfer, dmc100k-sac,"),
+        (["reproduce", "dmc100k"], "unknown experiment 'dmc100k' (valid: byravan-dmc, byravan-dmc-ablations, byravan-dmc-fig20, byravan-planner-sweep, byravan-table1, byravan-transfer, dmc100k-sac,"),
         (["reproduce", "dmc100k-sac", "--budget", "huge"], "unknown budget 'huge' (valid: smoke, small, paper)"),
         (["reproduce", "dmc100k-sac", "--seeds", "0"], "--seeds must be a whole number >= 1, got 0"),
         (["reproduce", "dmc100k-sac", "--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),

@@ -41,7 +41,14 @@ walker run. The proposal mixture is the planner's proposal and what the actor sa
 `byravan-table1`: Table 1's rows without pre-trained parts on the paper's simple body's walking tasks, our
 corridor ant (docs/byravan.md): the zero-mean Gaussian proposal alone, and MPC with the true simulator (the MJX
 oracle), that proposal and CEM or SMC, H = 30, no value, the task's known reward. The paper's Ant numbers are
-beside ours (a different ant and episode length: compare orderings, not scales).
+beside ours (a different ant and episode length: compare orderings, not scales); the GTTP column too.
+
+`byravan-planner-sweep`: App. F.1 (Fig. 7-8), the planner's settings one at a time around a base (the true
+simulator, the zero-mean Gaussian proposal, H = 30, S = 2000 rollouts per step, sigma 0.5; SMC at F.1's
+temperature, 0.1 for walking (Fig. 8) and 0.01 for GTTP (Fig. 7); CEM with I = 2 iterations of S / I samples,
+elite fraction 0.15, sigma_init 0.5) on the ant walking forward and going to target poses: S over F.1's
+50 ... 2000, H over 5 ... 25, tau over F.1's three, the Gaussian's sigma 1 and 2, CEM's iterations 1 and 4,
+elite fraction 0.3, sigma_init 0.1, 0.25, 1. Budgets scale every S by the same factor (the CPU's `small`: 1/16).
 
 The other experiments' results are curves only in the paper, so their cells have no published number.
 """
@@ -356,6 +363,108 @@ BYRAVAN_TABLE1 = register(
             "runs 3 iterations of a third of SMC's rollouts. GTTP's targets are poses of our CEM-MPC walkers, not of "
             "policies trained on DM Control's go-to-target task (docs/byravan.md). The pre-trained model and proposal rows need an ant agent "
             "trained first (configs/byravan/ant_walk_forward_mpc_mpo_bc.yaml) and are not cells yet."
+        ),
+        metrics=("eval/return",),
+    )
+)
+
+
+# ---- byravan-planner-sweep: App. F.1, Fig. 7-8 ------------------------------------------------------------------
+SWEEP_TASKS = {"ant_walk_forward": ("AntWalkForward", 0.1), "ant_gttp": ("AntGTTP", 0.01)}  # task -> (env, SMC tau)
+SWEEP_SAMPLES = (50, 100, 200, 500, 1000, 2000)  # F.1's S; the base is the largest (Table 1's)
+SWEEP_HORIZONS = (5, 10, 15, 20, 25)  # F.1's H, besides the base's 30
+SWEEP_TEMPERATURES = (0.001, 0.01, 0.1)
+SWEEP_SIGMAS = (1.0, 2.0)  # the Gaussian proposal's std, besides the base's 0.5
+CEM_ITERATIONS = (1, 4)  # besides the base's 2
+CEM_ELITES = (0.3,)  # besides the base's 0.15
+CEM_SIGMAS = (0.1, 0.25, 1.0)  # sigma_init, besides the base's 0.5
+SWEEP_SCALES = {"smoke": 1 / 250, "small": 1 / 16, "paper": 1.0}  # the budget's S / the paper's S
+# cell id -> (the paper's rollouts per step S, CEM iterations I or 0 for SMC): the budget sets S x scale.
+SWEEP_ROLLOUTS = {}
+
+
+def _sweep_cells():
+    smc_config, cem_config = "configs/plan/ant_gttp_smc.yaml", "configs/plan/ant_gttp_cem.yaml"
+    cells = []
+
+    def add(method, task, config, overrides, samples, iterations):
+        env_name, _ = SWEEP_TASKS[task]
+        cell = Cell(method=method, task=task, config=config, action_repeat=1,
+                    overrides=(f"env.name={env_name}", "planner.horizon=30", "planner.proposal_sigma=0.5"
+                               if config == smc_config else "planner.sigma_init=0.5", *overrides),
+                    setting="ground-truth")
+        SWEEP_ROLLOUTS[cell.id] = (samples, iterations)
+        cells.append(cell)
+
+    for task, (_, tau) in SWEEP_TASKS.items():
+        smc = (f"planner.temperature={tau}",)
+        for samples in SWEEP_SAMPLES:
+            add(f"smc-S{samples}", task, smc_config, smc, samples, 0)
+        for horizon in SWEEP_HORIZONS:
+            add(f"smc-H{horizon}", task, smc_config, smc + (f"planner.horizon={horizon}",), 2000, 0)
+        for temperature in SWEEP_TEMPERATURES:
+            if temperature != tau:
+                add(f"smc-tau{temperature:g}", task, smc_config, (f"planner.temperature={temperature}",), 2000, 0)
+        for sigma in SWEEP_SIGMAS:
+            add(f"smc-sigma{sigma:g}", task, smc_config, smc + (f"planner.proposal_sigma={sigma}",), 2000, 0)
+        cem = ("planner.elite_fraction=0.15",)
+        add("cem-I2", task, cem_config, cem + ("planner.iterations=2",), 2000, 2)
+        for iterations in CEM_ITERATIONS:
+            add(f"cem-I{iterations}", task, cem_config, cem + (f"planner.iterations={iterations}",), 2000, iterations)
+        for elite in CEM_ELITES:
+            add(f"cem-E{elite:g}", task, cem_config, ("planner.iterations=2", f"planner.elite_fraction={elite}"), 2000, 2)
+        for sigma in CEM_SIGMAS:
+            add(f"cem-sigma{sigma:g}", task, cem_config, cem + ("planner.iterations=2", f"planner.sigma_init={sigma}"),
+                2000, 2)
+    return tuple(cells)
+
+
+def _sweep_budget(name: str, episode_length: int, episodes: int) -> Budget:
+    """Table 1's protocol (one evaluation after random steps) with every cell's S scaled by SWEEP_SCALES[name].
+
+    SMC runs max(1, round(S x scale)) particles; CEM I iterations of round(S x scale / I) samples, at least
+    enough for 2 elites at elite fraction 0.15 (14).
+    """
+    scale = SWEEP_SCALES[name]
+    per_cell = []
+    for cell_id, (samples, iterations) in SWEEP_ROLLOUTS.items():
+        scaled = samples * scale
+        if iterations:
+            per_cell.append((cell_id, (f"planner.num_samples={max(14, round(scaled / iterations))}",)))
+        else:
+            per_cell.append((cell_id, (f"planner.num_particles={max(1, round(scaled))}",)))
+    return Budget(
+        name, total_env_steps=episode_length, eval_every=episode_length, eval_episodes=episodes, seeds=1,
+        overrides=(f"env.episode_length={episode_length}", "train.warmup_env_steps=1000000000",
+                   f"train.log_every={episode_length}", "log.wandb=disabled"),
+        cell_overrides=tuple(per_cell),
+    )
+
+
+_SWEEP_CELLS = _sweep_cells()
+BYRAVAN_PLANNER_SWEEP = register(
+    Experiment(
+        name="byravan-planner-sweep",
+        paper=PAPER,
+        table="App. F.1, Fig. 7-8: SMC and CEM with the true simulator and a Gaussian proposal, one setting at a time",
+        description=(
+            "the ant walking forward and going to target poses: SMC over S, H, tau and the Gaussian's sigma, CEM over "
+            "iterations, elite fraction and sigma_init, around H = 30, S = 2000 (scaled per budget)"
+        ),
+        cells=_SWEEP_CELLS,
+        budgets={
+            "smoke": _sweep_budget("smoke", 10, 1),
+            # The CPU budget: S / 16 (at most 125 rollouts per step), 2 episodes of 200 steps: at most 250 parallel
+            # ant simulations (512 or more hang on our CPU, docs/byravan.md).
+            "small": _sweep_budget("small", 200, 2),
+            "paper": _sweep_budget("paper", 1000, 100),
+        },
+        notes=(
+            "Fig. 7-8 plot return against S for SMC (tau 0.01 on GTTP, 0.1 on walking) with a Gaussian or a pre-trained "
+            "proposal; the pre-trained proposal's curves need a trained ant agent and are not cells. F.1 swept the other "
+            "settings for Table 1 without plotting them. Method names carry the paper's S; a budget scales it (`small`: "
+            "1/16, `smoke`: 1/250). CEM spends S rollouts per step over its iterations (I x S / I), as in byravan-table1. "
+            "Our ant and reference poses are substitutes (docs/byravan.md): compare trends, not scales."
         ),
         metrics=("eval/return",),
     )
