@@ -228,3 +228,37 @@ def test_check_groups_rejects_bad_closed_form_groups():
     check_groups(plain + (ObsGroup("dq", 9, 12, minus_change_of=0),), 12)
     with pytest.raises(ValueError, match="groups with a network"):
         check_groups(plain + (ObsGroup("dq", 9, 12, minus_change_of=9),), 12)
+
+
+def test_a_walking_model_transfers_to_gttp_with_identical_predictions():
+    """Sec. 5.3 across tasks of one body: AntWalkForward's per-group MLP loaded into an AntGTTP run predicts the
+    same proprioception bit for bit (its networks read no task entries); a cartpole model does not fit."""
+    from mjxmbrl.config import load_config
+    from mjxmbrl.models.mlp import MLPModelConfig, make_mlp_model
+    from mjxmbrl.run.transfer import TransferError, _transferred_model
+
+    walk, gttp = ENV_SPECS["AntWalkForward"], ENV_SPECS["AntGTTP"]
+    config = MLPModelConfig(hidden_sizes=(32,))
+    source_model = make_mlp_model(config, walk.obs_size, 8, DT, walk.obs_groups)
+    target_model = make_mlp_model(config, gttp.obs_size, 8, DT, gttp.obs_groups)
+    source = source_model.init(jax.random.PRNGKey(0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    stats = source["stats"].replace(obs=source["stats"].obs.replace(
+        mean=jax.random.normal(keys[0], (40,)), var=jnp.exp(jax.random.normal(keys[1], (40,)))))
+    source = {**source, "stats": stats}  # trained-looking statistics, so copying them matters
+    target = target_model.init(jax.random.PRNGKey(2))
+
+    cfg = load_config("configs/byravan/ant_gttp_mpc_mpo_bc.yaml", ["transfer.source_run=src", "transfer.model=frozen"])
+    source_cfg = load_config("configs/byravan/ant_walk_forward_mpc_mpo_bc.yaml")
+    loaded = _transferred_model(cfg, source_cfg, source, target)
+    proprio = jax.random.normal(keys[2], (37,))
+    walk_obs = jnp.concatenate([proprio, jnp.array([1.0, 0.0, 0.0])])
+    gttp_obs = jnp.concatenate([proprio, jax.random.normal(keys[3], (89,))])
+    action = jnp.linspace(-1, 1, 8)
+    np.testing.assert_array_equal(target_model.step(loaded, gttp_obs, action, None)[:37],
+                                  source_model.step(source, walk_obs, action, None)[:37])
+    assert not np.array_equal(target_model.step(target, gttp_obs, action, None)[:37],
+                              source_model.step(source, walk_obs, action, None)[:37])  # before loading: differs
+    cartpole = make_mlp_model(config, 5, 1, 0.01, ENV_SPECS["CartpoleSwingup"].obs_groups).init(jax.random.PRNGKey(0))
+    with pytest.raises(TransferError, match="does not fit this run"):
+        _transferred_model(cfg, load_config("configs/byravan/cartpole_swingup_mpc_mpo_bc.yaml"), cartpole, target)

@@ -1,7 +1,8 @@
 """Per-group deterministic MLP dynamics (Byravan et al. 2022, App. C, Eqs. 17-20, Fig. 5).
 
-One MLP per observation group k (elu, layer norm, 3 x 256) reads the whole
-normalised observation and the action and predicts the group's change:
+One MLP per observation group k (elu, layer norm, 3 x 256) reads the normalised
+observation (all groups but the closed-form ones below: the paper's networks read
+the proprioception, Fig. 5) and the action and predicts the group's change:
 
     s^k_{t+1} = s^k_t + m^k(s_t, a_t) * dt                              (Eq. 17)
     q_{t+1}   = q_t + (m^q(s_t, a_t) + qdot^_{t+1}) * dt                 (Eq. 18)
@@ -134,6 +135,42 @@ def check_groups(groups: Tuple[ObsGroup, ...], obs_size: int) -> None:
                                  "must lie in groups with a network")
 
 
+def input_index(groups: Tuple[ObsGroup, ...]) -> Tuple[int, ...]:
+    """The observation entries the group networks read: every group's but the closed-form ones'.
+
+    Closed-form groups hold world-fixed targets (directions, poses) seen from the body: they do not change
+    the body's dynamics, and leaving them out lets one model serve every task of a body (Sec. 5.3's transfer).
+    """
+    return tuple(i for g in sorted(groups, key=lambda g: g.start) if not g.closed_form for i in range(g.start, g.stop))
+
+
+def transfer_mlp_params(source: dict, source_groups: Tuple[ObsGroup, ...], target: dict,
+                        target_groups: Tuple[ObsGroup, ...]) -> dict:
+    """`target`'s per-group MLP params with `source`'s networks and statistics, across tasks of one body.
+
+    The two tasks must give their networks the same inputs (the same non-closed-form groups: names, slices;
+    the task parts that differ are closed-form groups, e.g. AntWalkForward's target direction against AntGTTP's
+    target pose) and the same head layout; ValueError otherwise. The networks are copied whole; the statistics
+    of the input entries come from the source, those of the closed-form entries (which no network reads) stay.
+    """
+    def layout(groups):
+        return [(g.name, g.start, g.stop, g.velocity) for g in sorted(groups, key=lambda g: g.start) if not g.closed_form]
+
+    if layout(source_groups) != layout(target_groups):
+        raise ValueError(f"the source's network groups {layout(source_groups)} are not this task's {layout(target_groups)}")
+    shapes = lambda tree: jax.tree.map(jnp.shape, tree)  # noqa: E731
+    if shapes(source["net"]) != shapes(target["net"]):
+        raise ValueError("the source's networks (sizes, reward or termination heads) differ from this run's")
+    src = jnp.asarray(input_index(source_groups), jnp.int32)
+    dst = jnp.asarray(input_index(target_groups), jnp.int32)
+
+    def merge(a, b):  # a: source RunningStats leaf, b: target's
+        return b.at[dst].set(a[src]) if jnp.ndim(b) == 1 else a
+
+    stats = jax.tree.map(merge, source["stats"], target["stats"])
+    return {**target, "net": source["net"], "stats": stats}
+
+
 def integrate_closed_form(groups: Tuple[ObsGroup, ...], obs: jax.Array, next_obs: jax.Array, dt: float) -> dict:
     """{group name: next value [size]} of the closed-form groups (App. C.2; module docstring), from obs [D]
     and next_obs [D], of which only the entries of the other groups (velocities, joint angles) are read."""
@@ -161,19 +198,20 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
     groups = tuple(sorted(groups, key=lambda g: g.start))
     check_groups(groups, obs_size)
     net = GroupMLPs(groups, tuple(cfg.hidden_sizes))
+    inputs = jnp.asarray(input_index(groups), jnp.int32)
     heads_init, reward_fn, termination_fn, heads_loss = make_heads(
         cfg.head_sizes, cfg.learn_reward, cfg.learn_termination, obs_size, action_size
     )
 
     def init(key):
         k_dyn, k_heads = jax.random.split(key)
-        x = jnp.zeros((obs_size + action_size,))
+        x = jnp.zeros((len(inputs) + action_size,))
         return {"net": {"dynamics": net.init(k_dyn, x), **heads_init(k_heads)}, "stats": init_model_stats(obs_size)}
 
     def predict(params, obs, action):
         """obs [D], action [A] -> next obs [D] (Eqs. 17-18)."""
         stats: ModelStats = params["stats"]
-        out = net.apply(params["net"]["dynamics"], jnp.concatenate([normalize_obs(stats, obs), action]))
+        out = net.apply(params["net"]["dynamics"], jnp.concatenate([normalize_obs(stats, obs)[inputs], action]))
         mu, sigma = stats.delta.mean, std_of(stats.delta)
         pieces = {}
         for g in groups:  # plain delta groups first: Eq. 18 and the closed-form groups read their predictions

@@ -8,7 +8,8 @@ parts of the new run's initial state with the source's, before the first step. W
 agents' business: they skip the part's updates (agents/parts.make_model_learning, the actor-critic agent's
 proposal BC step). A resumed run does not load them again: its checkpoint holds them.
 
-What is copied: the model's parameters (`ModelState.params`, which hold its normalisation statistics too) and
+What is copied: the model's parameters (`ModelState.params`, which hold its normalisation statistics too; between
+tasks of one body with different task observations, the per-group MLP's networks and input statistics) and
 the proposal's parameters; their optimiser states start fresh. Where the run normalises its networks' inputs
 (env.normalize_obs) the proposal reads them through the agent's running statistics, so the source's statistics
 are copied too and keep updating from there.
@@ -54,6 +55,26 @@ def _check_same_layout(what: str, source: Any, target: Any, source_run: str) -> 
     )
 
 
+def _transferred_model(cfg, source_cfg, source: Any, target: Any) -> Any:
+    """The source's model params for this run: as they are for the same layout; for the per-group MLP of another
+    task of the same body (e.g. AntWalkForward -> AntGTTP), its networks and input statistics
+    (models/mlp.transfer_mlp_params); TransferError otherwise."""
+    if _describe(source) == _describe(target) or cfg.model.name != "mlp" or source_cfg.env.name == cfg.env.name:
+        _check_same_layout("world model", source, target, cfg.transfer.source_run)
+        return source
+    from mjxmbrl.envs.registry import get_spec
+    from mjxmbrl.models.mlp import transfer_mlp_params
+
+    try:
+        return transfer_mlp_params(source, get_spec(source_cfg.env.name).obs_groups, target,
+                                   get_spec(cfg.env.name).obs_groups)
+    except ValueError as err:
+        raise TransferError(
+            f"transfer.source_run {cfg.transfer.source_run}: its per-group MLP ({source_cfg.env.name}) does not fit "
+            f"this run ({cfg.env.name}): {err}; the tasks must share a body and the model's sizes"
+        ) from None
+
+
 def transfer_parts(cfg, agent_state: Any, source_cfg, source_agent: Any) -> Any:
     """The agent state of one seed with cfg.transfer's parts taken from `source_agent` (one seed's agent state).
 
@@ -69,8 +90,8 @@ def transfer_parts(cfg, agent_state: Any, source_cfg, source_agent: Any) -> Any:
                 f"transfer.source_run {source} learned model '{source_cfg.model.name}', this run uses "
                 f"'{cfg.model.name}': set model.name={source_cfg.model.name} (and its sizes)"
             )
-        _check_same_layout("world model", source_agent.model.params, agent_state.model.params, source)
-        agent_state = agent_state.replace(model=agent_state.model.replace(params=source_agent.model.params))
+        params = _transferred_model(cfg, source_cfg, source_agent.model.params, agent_state.model.params)
+        agent_state = agent_state.replace(model=agent_state.model.replace(params=params))
     if t.proposal != "none":
         proposal = getattr(source_agent, "proposal", None)
         if not proposal:
@@ -81,6 +102,11 @@ def transfer_parts(cfg, agent_state: Any, source_cfg, source_agent: Any) -> Any:
         _check_same_layout("task-agnostic proposal", proposal.params, agent_state.proposal.params, source)
         agent_state = agent_state.replace(proposal=agent_state.proposal.replace(params=proposal.params))
         if cfg.env.normalize_obs:
+            if jnp.shape(source_agent.obs_stats.mean) != jnp.shape(agent_state.obs_stats.mean):
+                raise TransferError(
+                    f"transfer.source_run {source} normalised observations of another size ({source_cfg.env.name}): "
+                    "across tasks with different observations, transfer the proposal with env.normalize_obs=false"
+                )
             if not source_cfg.env.normalize_obs:
                 raise TransferError(
                     f"transfer.source_run {source} trained its proposal on raw observations, this run normalises "
