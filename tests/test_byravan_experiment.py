@@ -243,10 +243,11 @@ def test_byravan_transfer_cells_load_their_source_run_of_the_same_seed(tmp_path)
 
     e = get_experiment("byravan-transfer")
     assert e.tasks == ("cartpole_swingup", "cartpole_swingup_sparse", "walker_walk", "walker_run", "ant_walk_forward",
-                       "ant_walk_backward")
+                       "ant_walk_backward", "ant_gttp")
+    assert len([c for c in e.cells if c.setting == "source"]) == 3  # the forward ant is the source of two pairs
     for budget in e.budgets.values():
         planned = plan_runs(e, budget, 2, tmp_path)
-        assert len(planned) == 36 and not any(tmp_path.iterdir())
+        assert len(planned) == 46 and not any(tmp_path.iterdir())
         for run in planned:
             t, cfg = run.cfg.transfer, run.cfg
             if run.cell.source is None:
@@ -255,6 +256,8 @@ def test_byravan_transfer_cells_load_their_source_run_of_the_same_seed(tmp_path)
             assert t.source_run == str(tmp_path / "runs" / f"{run.cell.source}-s{run.seed}")
             source = e.cell(run.cell.source)
             assert source.setting == "source" and source.task != run.cell.task
+            if run.cell.task == "ant_gttp":  # its own config: 16 envs, the paper's GTTP rate limit
+                assert source.task == "ant_walk_forward" and (cfg.env.name, cfg.env.num_envs) == ("AntGTTP", 16)
             proposal = run.cell.setting in ("proposal", "both-finetune")
             assert (t.proposal == "frozen") == proposal and (t.model != "none") == (run.cell.setting != "proposal")
             if proposal:

@@ -33,9 +33,9 @@ triple its default run.
 on a source task (`-source` cells: the agent with its task-agnostic proposal), then on a target task of the
 same body from scratch, with the source run's model fine-tuned or frozen, with its proposal in the planner's
 mixture (annealed from 1 to 0 over M learner updates), or with both. Pairs: the corridor ant walking forward
--> backward (the paper's Ant walking pair, on our substitute ant), and, standing in for the GTTP and OP3 pairs
-that are not built, cartpole swingup -> swingup sparse (same dynamics, a sparse reward) and walker walk ->
-walker run. The proposal mixture is the planner's proposal and what the actor samples when it does not plan
+-> backward and forward -> GTTP (the paper's Ant pairs, on our substitute ant: the per-group MLP's networks
+read proprioception only, so a walking model fits a GTTP run), and, standing in for the OP3 pairs that are
+not built, cartpole swingup -> swingup sparse (same dynamics, a sparse reward) and walker walk -> walker run. The proposal mixture is the planner's proposal and what the actor samples when it does not plan
 (`planner.act_from: proposal`). MPO+BC transfer cells are left out: an agent without a planner has no mixture.
 
 `byravan-table1`: Table 1's rows without pre-trained parts on the paper's simple body's walking tasks, our
@@ -226,15 +226,19 @@ BYRAVAN_DMC_ABLATIONS = register(
 
 # ---- byravan-transfer ------------------------------------------------------------------------
 
-# source task -> (target task, its env name, action repeat, M: learner updates over which the transferred
+# (source task, target task, its env name, action repeat, M: learner updates over which the transferred
 # proposal's mixture weight falls from 1 to 0, about a quarter of the target run's updates at the small budget)
-TRANSFER_PAIRS = {
-    "cartpole_swingup": ("cartpole_swingup_sparse", "CartpoleSwingupSparse", 8, 3000),
-    "walker_walk": ("walker_run", "WalkerRun", 2, 12000),
+TRANSFER_PAIRS = (
+    ("cartpole_swingup", "cartpole_swingup_sparse", "CartpoleSwingupSparse", 8, 3000),
+    ("walker_walk", "walker_run", "WalkerRun", 2, 12000),
     # The paper's simple body: the corridor ant walking forward -> backward (App. F.3 anneals over M = 5000-40000
-    # updates for its ant walking targets; 8 envs, 8 actor steps per update: 12,500 updates at 100k env steps).
-    "ant_walk_forward": ("ant_walk_backward", "AntWalkBackward", 1, 3000),
-}
+    # updates for its ant walking targets; 8 envs, 8 actor steps per update: 12,500 updates at 100k env steps),
+    # and forward walking -> GTTP (Fig. 3, centre: the model; the proposal too), whose target runs its own
+    # config (16 envs, 16 actor steps per update: 6,250 updates at 100k env steps).
+    ("ant_walk_forward", "ant_walk_backward", "AntWalkBackward", 1, 3000),
+    ("ant_walk_forward", "ant_gttp", "AntGTTP", 1, 1500),
+)
+TARGET_CONFIGS = {"ant_gttp": config_of("ant_gttp", "mpc-mpo-bc")}  # targets with a config of their own
 PROPOSAL_MIXTURE = (
     "agent.agnostic_proposal=true", "planner.proposal=mixture", "planner.mixture_components=[agnostic,policy]",
     "planner.mixture_start=1.0", "planner.mixture_end=0.0", "planner.act_from=proposal",
@@ -250,22 +254,24 @@ TRANSFER_SETTINGS = {
 
 
 def _transfer_cells():
-    cells = []
-    for source_task, (target_task, env_name, repeat, steps) in TRANSFER_PAIRS.items():
-        source = Cell(
-            method="mpc-mpo-bc", task=source_task, config=config_of(source_task, "mpc-mpo-bc"), action_repeat=repeat,
-            overrides=("agent.agnostic_proposal=true",), setting="source",
-        )
-        cells.append(source)
+    cells, sources = [], {}
+    for source_task, target_task, env_name, repeat, steps in TRANSFER_PAIRS:
+        if source_task not in sources:
+            sources[source_task] = Cell(
+                method="mpc-mpo-bc", task=source_task, config=config_of(source_task, "mpc-mpo-bc"), action_repeat=repeat,
+                overrides=("agent.agnostic_proposal=true",), setting="source",
+            )
+            cells.append(sources[source_task])
+        source = sources[source_task]
+        config = TARGET_CONFIGS.get(target_task, config_of(source_task, "mpc-mpo-bc"))
         for setting, transfer in TRANSFER_SETTINGS.items():
             proposal = ("transfer.proposal=frozen" in transfer)
             overrides = (f"env.name={env_name}",) + (
                 PROPOSAL_MIXTURE + (f"planner.mixture_learner_steps={steps}",) if proposal else ()
             ) + transfer
             cells.append(Cell(
-                method="mpc-mpo-bc", task=target_task, config=config_of(source_task, "mpc-mpo-bc"),
-                action_repeat=repeat, overrides=overrides, setting=setting,
-                source=source.id if transfer else None,
+                method="mpc-mpo-bc", task=target_task, config=config, action_repeat=repeat, overrides=overrides,
+                setting=setting, source=source.id if transfer else None,
             ))
     return tuple(cells)
 
