@@ -50,6 +50,8 @@ CELLS = tuple(
         task=task,
         config=config,
         action_repeat=repeat,
+        # The protocol's action repeat, whatever our SAC default for the task (finger spin's is 1: docs/sac.md).
+        overrides=(f"env.action_repeat={repeat}",),
         published=_published(row, PUBLISHED_COLUMN),
         reference=tuple((column, _published(row, column)) for column in REFERENCE_COLUMNS),
     )
