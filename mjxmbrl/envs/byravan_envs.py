@@ -16,7 +16,7 @@ rad and N(0, 0.1^2) joint and root velocities. Observation and reward: envs/ant_
 
 The go-to-target-pose ant is the same body and reset on a plane without walls; its target poses,
 observation and reward are in envs/ant_gttp.py, its reference poses in data/ant_gttp_poses.npz
-(envs/ant_poses.py made them).
+(cli/ant_poses.py made them).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ it on `AntWalkForward` and `AntWalkBackward`, drops each episode's first `--skip
 standing), keeps every `--every`-th pose with a foot on the floor (lowest foot centre under `--max-foot`
 m: a pose the ant can hold, not mid-leap) and writes them without their position and heading:
 
-    python -m mjxmbrl.envs.ant_poses --out mjxmbrl/envs/data/ant_gttp_poses.npz
+    python -m mjxmbrl.cli.ant_poses --out mjxmbrl/envs/data/ant_gttp_poses.npz
 
 writes `poses` [N, 13] (torso height, heading-free torso quaternion w x y z, 8 joint angles) and the
-command and settings that made them. The shipped file was made with the defaults below.
+command and settings that made them. The shipped file was made with the defaults below (when this module
+was `mjxmbrl.envs.ant_poses`, the name its metadata records).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_OUT = Path(__file__).parent / "data" / "ant_gttp_poses.npz"
+DEFAULT_OUT = Path(__file__).parents[1] / "envs" / "data" / "ant_gttp_poses.npz"
 POSE_SIZE = 13
 
 
@@ -64,7 +65,7 @@ def to_poses(qpos: np.ndarray, foot: np.ndarray, skip: int, every: int, max_foot
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mjxmbrl.envs.ant_poses", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mjxmbrl.cli.ant_poses", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--episodes", type=int, default=8, help="episodes per walking task, in parallel")
     parser.add_argument("--steps", type=int, default=150, help="control steps per episode")
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         print("error: no pose had a foot on the floor; raise --max-foot", file=sys.stderr)
         return 1
     settings = {k: v for k, v in vars(args).items() if k != "out"}
-    meta = {"command": "python -m mjxmbrl.envs.ant_poses", "settings": settings,
+    meta = {"command": "python -m mjxmbrl.cli.ant_poses", "settings": settings,
             "expert": "CEM-MPC with the true simulator, 3 x 21 samples, H = 30, on AntWalkForward and AntWalkBackward",
             "date": time.strftime("%Y-%m-%d"), "wall_time_s": round(time.perf_counter() - tic, 1)}
     out = Path(args.out)
