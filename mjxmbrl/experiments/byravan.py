@@ -332,15 +332,20 @@ def _table1_cells():
     return tuple(cells)
 
 
-def _table1_budget(name: str, episode_length: int, episodes: int) -> Budget:
+def _one_evaluation_budget(name: str, episode_length: int, episodes: int, cell_overrides: tuple) -> Budget:
     """One evaluation of `episodes` episodes of `episode_length` steps; the run before it acts at random (no planning)."""
-    smc, cem = TABLE1_SIZES[name]
     return Budget(
         name, total_env_steps=episode_length, eval_every=episode_length, eval_episodes=episodes, seeds=1,
         overrides=(f"env.episode_length={episode_length}", "train.warmup_env_steps=1000000000",
                    f"train.log_every={episode_length}", "log.wandb=disabled"),
-        cell_overrides=(("mpc-smc-*", (f"planner.num_particles={smc}",)), ("mpc-cem-*", (f"planner.num_samples={cem}",))),
+        cell_overrides=cell_overrides,
     )
+
+
+def _table1_budget(name: str, episode_length: int, episodes: int) -> Budget:
+    smc, cem = TABLE1_SIZES[name]
+    return _one_evaluation_budget(name, episode_length, episodes, (
+        ("mpc-smc-*", (f"planner.num_particles={smc}",)), ("mpc-cem-*", (f"planner.num_samples={cem}",))))
 
 
 BYRAVAN_TABLE1 = register(
@@ -385,13 +390,12 @@ CEM_ITERATIONS = (1, 4)  # besides the base's 2
 CEM_ELITES = (0.3,)  # besides the base's 0.15
 CEM_SIGMAS = (0.1, 0.25, 1.0)  # sigma_init, besides the base's 0.5
 SWEEP_SCALES = {"smoke": 1 / 250, "small": 1 / 16, "paper": 1.0}  # the budget's S / the paper's S
-# cell id -> (the paper's rollouts per step S, CEM iterations I or 0 for SMC): the budget sets S x scale.
-SWEEP_ROLLOUTS = {}
 
 
 def _sweep_cells():
+    """(cells, {cell id: (the paper's rollouts per step S, CEM iterations I or 0 for SMC)}): a budget sets S x scale."""
     smc_config, cem_config = "configs/plan/ant_gttp_smc.yaml", "configs/plan/ant_gttp_cem.yaml"
-    cells = []
+    cells, rollouts = [], {}
 
     def add(method, task, config, overrides, samples, iterations):
         env_name, _ = SWEEP_TASKS[task]
@@ -399,7 +403,7 @@ def _sweep_cells():
                     overrides=(f"env.name={env_name}", "planner.horizon=30", "planner.proposal_sigma=0.5"
                                if config == smc_config else "planner.sigma_init=0.5", *overrides),
                     setting="ground-truth")
-        SWEEP_ROLLOUTS[cell.id] = (samples, iterations)
+        rollouts[cell.id] = (samples, iterations)
         cells.append(cell)
 
     for task, (_, tau) in SWEEP_TASKS.items():
@@ -422,7 +426,7 @@ def _sweep_cells():
         for sigma in CEM_SIGMAS:
             add(f"cem-sigma{sigma:g}", task, cem_config, cem + ("planner.iterations=2", f"planner.sigma_init={sigma}"),
                 2000, 2)
-    return tuple(cells)
+    return tuple(cells), rollouts
 
 
 def _sweep_budget(name: str, episode_length: int, episodes: int) -> Budget:
@@ -439,15 +443,10 @@ def _sweep_budget(name: str, episode_length: int, episodes: int) -> Budget:
             per_cell.append((cell_id, (f"planner.num_samples={max(14, round(scaled / iterations))}",)))
         else:
             per_cell.append((cell_id, (f"planner.num_particles={max(1, round(scaled))}",)))
-    return Budget(
-        name, total_env_steps=episode_length, eval_every=episode_length, eval_episodes=episodes, seeds=1,
-        overrides=(f"env.episode_length={episode_length}", "train.warmup_env_steps=1000000000",
-                   f"train.log_every={episode_length}", "log.wandb=disabled"),
-        cell_overrides=tuple(per_cell),
-    )
+    return _one_evaluation_budget(name, episode_length, episodes, tuple(per_cell))
 
 
-_SWEEP_CELLS = _sweep_cells()
+_SWEEP_CELLS, SWEEP_ROLLOUTS = _sweep_cells()
 BYRAVAN_PLANNER_SWEEP = register(
     Experiment(
         name="byravan-planner-sweep",
