@@ -18,7 +18,7 @@ from mjxmbrl.types import MjxmbrlError
 
 def test_list_env_specs_sorted_and_complete():
     specs = list_env_specs()
-    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8 + 3
+    assert len(specs) == len(ENV_SPECS) == 25 + 6 + 1 + 8 + 3 + 3
     keys = [(s.family, s.name) for s in specs]
     assert keys == sorted(keys)
     brax_names = {s.name for s in specs if s.family == "brax"}
@@ -27,7 +27,8 @@ def test_list_env_specs_sorted_and_complete():
     polo_names = {s.name for s in specs if s.family == "polo"}
     assert polo_names == {"PointMassBox", "PointMassMaze", "HumanoidGetup", "HumanoidGetupSparse", "WalkerGetup", "WalkerGetupSparse",
                           "PoloHumanoidWalk", "FingerReorient"}
-    assert {s.name for s in specs if s.family == "byravan"} == {"AntWalkForward", "AntWalkBackward", "AntGTTP"}
+    assert {s.name for s in specs if s.family == "byravan"} == {"AntWalkForward", "AntWalkBackward", "AntGTTP",
+                                                                "HumanoidWalkForward", "HumanoidWalkBackward", "HumanoidGTTP"}
 
 
 def test_dm_control_specs_match_playground(tmp_path, monkeypatch):
@@ -64,16 +65,17 @@ def test_polo_specs_match_envs(tmp_path, monkeypatch):
 
     from mjxmbrl.envs import polo_envs
 
-    from mjxmbrl.envs import byravan_envs
+    from mjxmbrl.envs import byravan_envs, byravan_humanoid
 
     polo = {s.name: s for s in list_env_specs() if s.family in ("polo", "byravan")}
-    assert set(polo) == set(polo_envs.ALL_TASKS) | set(byravan_envs.TASKS)
+    assert set(polo) == set(polo_envs.ALL_TASKS) | set(byravan_envs.TASKS) | set(byravan_humanoid.TASKS)
     for name, spec in polo.items():
         env = make_env(name, impl="jax")
         base = env.unwrapped
         assert env.action_size == base.mjx_model.nu == spec.action_size, name
         assert env.dt == pytest.approx(spec.ctrl_dt) and base._config.episode_length == spec.episode_length, name
-        assert not spec.has_termination and spec.reward_fn is not None and spec.obs_groups, name
+        assert spec.has_termination == (name in byravan_humanoid.TASKS), name  # the OP3's tasks end on a fall
+        assert spec.reward_fn is not None and spec.obs_groups, name
         assert spec.obs_groups[-1].stop == spec.obs_size, name
         # The env's own observation on a C-forwarded state (no contacts: mjx.put_data cannot place
         # every contact of a body lying on the floor), as in the DM Control check above.

@@ -29,28 +29,35 @@ DEFAULT_OUT = Path(__file__).parents[1] / "envs" / "data" / "ant_gttp_poses.npz"
 POSE_SIZE = 13
 
 
-def collect(task: str, episodes: int, steps: int, seed: int) -> tuple:
-    """(qpos [T, M, 15], lowest foot centre height [T, M]) of CEM-MPC with the true simulator on `task`."""
+def play_expert(config_path: str, overrides: list, episodes: int, seed: int, record) -> tuple:
+    """(record(state) stacked over steps [T, episodes, ...], returns [episodes]) of `mjxmbrl plan`'s agent."""
     import jax
 
     from mjxmbrl.agents import EVAL
     from mjxmbrl.cli.plan import build_planning
     from mjxmbrl.config import load_config
+    from mjxmbrl.rollout import agent_actor, make_episode_runner
+
+    cfg = load_config(config_path, [*overrides, f"train.seed={seed}"])
+    env, agent, params = build_planning(cfg, episodes)
+    run = make_episode_runner(env, *agent_actor(agent, EVAL), record=record)
+    result = jax.block_until_ready(run(jax.random.PRNGKey(seed), params))
+    return result.trace, np.asarray(result.returns)
+
+
+def collect(task: str, episodes: int, steps: int, seed: int) -> tuple:
+    """(qpos [T, M, 15], lowest foot centre height [T, M]) of CEM-MPC with the true simulator on `task`."""
     import mujoco
 
     from mjxmbrl.envs.byravan_envs import FOOT_GEOMS, ant_xml
-    from mjxmbrl.rollout import agent_actor, make_episode_runner
 
-    cfg = load_config("configs/plan/ant_walk_forward_cem.yaml",
-                      [f"env.name={task}", f"env.episode_length={steps}", "planner.num_samples=21", f"train.seed={seed}"])
-    env, agent, params = build_planning(cfg, episodes)
     mj_model = mujoco.MjModel.from_xml_string(ant_xml())
     feet = np.array([mj_model.geom(name).id for name in FOOT_GEOMS])
-    run = make_episode_runner(env, *agent_actor(agent, EVAL),
-                              record=lambda s: (s.data.qpos, s.data.geom_xpos[..., feet, 2].min(axis=-1)))
-    result = jax.block_until_ready(run(jax.random.PRNGKey(seed), params))
-    qpos, foot = result.trace
-    print(f"{task}: returns {np.round(np.asarray(result.returns), 1).tolist()}", file=sys.stderr)
+    (qpos, foot), returns = play_expert(
+        "configs/plan/ant_walk_forward_cem.yaml",
+        [f"env.name={task}", f"env.episode_length={steps}", "planner.num_samples=21"], episodes, seed,
+        lambda s: (s.data.qpos, s.data.geom_xpos[..., feet, 2].min(axis=-1)))
+    print(f"{task}: returns {np.round(returns, 1).tolist()}", file=sys.stderr)
     return np.asarray(qpos), np.asarray(foot)
 
 

@@ -93,11 +93,26 @@ def remove_yaw(quat: np.ndarray) -> np.ndarray:
     return out * np.where(out[..., :1] < 0, -1.0, 1.0)
 
 
-def curriculum_distance(key: jax.Array, achieved: jax.Array) -> jax.Array:
+def curriculum_distance(key: jax.Array, achieved: jax.Array, distance_range=DISTANCE_RANGE) -> jax.Array:
     """Distance (m) of the next target after `achieved` targets: U[f a, f b], f = min(m / M, 1) (App. A.2)."""
     f = jnp.minimum(achieved / CURRICULUM_PHASES, 1.0)
-    low, high = DISTANCE_RANGE
+    low, high = distance_range
     return jax.random.uniform(key, minval=f * low, maxval=f * high)
+
+
+def place_root(key: jax.Array, root: jax.Array, yaw: jax.Array, achieved: jax.Array, height: jax.Array,
+               distance_range=DISTANCE_RANGE):
+    """(target torso position [3], its turn Rz [3, 3]) for a body at root [3] with heading yaw [] (App. A.2).
+
+    The target sits at heading yaw + U(+-120 deg) and the curriculum distance, `height` above the floor,
+    turned to the yaw yaw + U(+-120 deg). Shared by the ant's and the humanoid's tasks.
+    """
+    k_heading, k_distance, k_yaw = jax.random.split(key, 3)
+    heading = yaw + jax.random.uniform(k_heading, minval=-MAX_HEADING, maxval=MAX_HEADING)
+    distance = curriculum_distance(k_distance, achieved, distance_range)
+    turn = yaw_matrix(yaw + jax.random.uniform(k_yaw, minval=-MAX_HEADING, maxval=MAX_HEADING))
+    target_root = jnp.stack([root[0] + distance * jnp.cos(heading), root[1] + distance * jnp.sin(heading), height])
+    return target_root, turn
 
 
 def place_target(key: jax.Array, root: jax.Array, yaw: jax.Array, achieved: jax.Array, pose: dict) -> Target:
@@ -107,12 +122,7 @@ def place_target(key: jax.Array, root: jax.Array, yaw: jax.Array, achieved: jax.
     "rotations" [9, 3, 3], "com" [3]}, bodies and com relative to the torso and rotations in the pose's
     heading-free frame.
     """
-    k_heading, k_distance, k_yaw = jax.random.split(key, 3)
-    heading = yaw + jax.random.uniform(k_heading, minval=-MAX_HEADING, maxval=MAX_HEADING)
-    distance = curriculum_distance(k_distance, achieved)
-    turn = yaw_matrix(yaw + jax.random.uniform(k_yaw, minval=-MAX_HEADING, maxval=MAX_HEADING))
-    target_root = jnp.stack([root[0] + distance * jnp.cos(heading), root[1] + distance * jnp.sin(heading),
-                             pose["height"]])
+    target_root, turn = place_root(key, root, yaw, achieved, pose["height"])
     return Target(joints=pose["joints"], root=target_root, bodies=target_root + pose["bodies"] @ turn.T,
                   rotations=turn @ pose["rotations"], com=target_root + turn @ pose["com"])
 
@@ -153,11 +163,11 @@ def dense_reward(target: Target, torso: jax.Array, bodies: jax.Array, rotations:
     return 0.6 * jnp.exp(-md2) * r_pose + 0.4 * jnp.exp(-md2 / 0.3)
 
 
-def sparse_step(dense: jax.Array, streak: jax.Array):
-    """Eq. 6: (reward, success, new streak). The streak counts steps with r_dense > R_THRESHOLD in a row;
-    at HOLD_STEPS the target is achieved: the bonus is paid and the streak restarts (a new target)."""
-    streak = jnp.where(dense > R_THRESHOLD, streak + 1, 0)
-    success = streak >= HOLD_STEPS
+def sparse_step(dense: jax.Array, streak: jax.Array, threshold: float = R_THRESHOLD, hold_steps: int = HOLD_STEPS):
+    """Eq. 6: (reward, success, new streak). The streak counts steps with r_dense > threshold in a row;
+    at hold_steps the target is achieved: the bonus is paid and the streak restarts (a new target)."""
+    streak = jnp.where(dense > threshold, streak + 1, 0)
+    success = streak >= hold_steps
     return dense + BONUS * success, success, jnp.where(success, 0, streak)
 
 

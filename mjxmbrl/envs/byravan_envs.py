@@ -1,5 +1,6 @@
 """MJX tasks of Byravan et al. 2022 (arXiv:2110.03363): the ant walking forward or backward in a corridor
-(`AntCorridor`), and going to target poses on an open plane (`AntGoToTargetPose`).
+(`AntCorridor`), and going to target poses on an open plane (`AntGoToTargetPose`). The high-DoF body's
+tasks (the DM Control humanoid) are in envs/byravan_humanoid.py; `make` builds either.
 
 Both are `mujoco_playground` `MjxEnv`s (State = `mjx_env.State`), so the batched wrapper
 (envs/wrappers.py) and the oracle model step them like any DM Control task.
@@ -205,18 +206,23 @@ def load_reference_poses(path: Path = POSES_FILE) -> np.ndarray:
         return np.asarray(data["poses"], np.float32)
 
 
-def pose_kinematics(mj_model: mujoco.MjModel, poses: np.ndarray) -> Dict[str, np.ndarray]:
-    """Forward kinematics of each pose [N, 13] placed at the origin with heading 0 (MuJoCo on the host).
+def pose_kinematics(mj_model: mujoco.MjModel, poses: np.ndarray, pose_bodies=POSE_BODIES) -> Dict[str, np.ndarray]:
+    """Forward kinematics of each pose placed at the origin with heading 0 (MuJoCo on the host).
 
-    Returns {"joints" [N, 8], "height" [N], "bodies" [N, 8, 3] (the thighs and shins relative to the torso),
-    "rotations" [N, 9, 3, 3] (torso, thighs, shins; body -> world), "com" [N, 3] (relative to the torso)}.
+    poses [N, P]: qpos[2:] (torso height, heading-free quaternion, joint angles; nq - 2 entries), then, if
+    P > nq - 2, joint velocities. Returns {"joints" [N, J], "height" [N], "bodies" [N, B, 3] (`pose_bodies`
+    relative to the torso), "rotations" [N, B + 1, 3, 3] (torso, then `pose_bodies`; body -> world), "com"
+    [N, 3] (relative to the torso)} and, with velocities, "velocities" [N, J]. The ant's bodies by default.
     """
     data = mujoco.MjData(mj_model)
     torso = mj_model.body("torso").id
-    bodies = [mj_model.body(name).id for name in POSE_BODIES]
-    out = {"joints": poses[:, 5:], "height": poses[:, 0], "bodies": [], "rotations": [], "com": []}
+    bodies = [mj_model.body(name).id for name in pose_bodies]
+    size = mj_model.nq - 2
+    out = {"joints": poses[:, 5:size], "height": poses[:, 0], "bodies": [], "rotations": [], "com": []}
+    if poses.shape[1] > size:
+        out["velocities"] = poses[:, size:]
     for pose in poses:
-        data.qpos[:] = np.concatenate([[0.0, 0.0], pose])
+        data.qpos[:] = np.concatenate([[0.0, 0.0], pose[:size]])
         mujoco.mj_kinematics(mj_model, data)
         mujoco.mj_comPos(mj_model, data)
         out["bodies"].append(data.xpos[bodies] - data.xpos[torso])
@@ -225,37 +231,28 @@ def pose_kinematics(mj_model: mujoco.MjModel, poses: np.ndarray) -> Dict[str, np
     return {k: jnp.asarray(np.asarray(v), jnp.float32) for k, v in out.items()}
 
 
-class AntGoToTargetPose(_Ant):
-    """The ant reaching target poses one after another (envs/ant_gttp.py); obs [126], action [8] in [-1, 1].
+class GoToTargetPose:
+    """The episode logic of a go-to-target-pose task (App. A.2), shared by the ant's and the humanoid's.
 
-    info holds the placed target (`ant_gttp.Target`, world frame), the targets achieved so far and the
-    streak of steps above the reward threshold; metrics report the dense reward, the torso's distance to
-    the target and the targets achieved.
+    info holds the placed target (world frame), the targets achieved so far and the streak of steps above
+    the reward threshold; metrics report the dense reward, the torso's distance to the target and the
+    targets achieved. A subclass has `_poses` (pose_kinematics of its reference set), `_num_poses`,
+    `_initial_data(key)`, `_get_obs(data, info)`, and sets `_torso_id`, `_place` (the task module's
+    place_target), `_sparse` (its sparse_step), `_dense(target, data)` and `_done(data)`.
     """
-
-    MODEL_NAME = "ant_plane"  # the MJCF is `ant_xml(corridor=False)`
-
-    def __init__(self, poses: Optional[np.ndarray] = None, config: Optional[config_dict.ConfigDict] = None,
-                 config_overrides: Optional[Dict[str, Any]] = None):
-        super().__init__(False, config, config_overrides)
-        self._poses = pose_kinematics(self._mj_model, load_reference_poses() if poses is None else poses)
-        self._num_poses = int(self._poses["height"].shape[0])
-        self._bodies = jnp.array([self._mj_model.body(name).id for name in POSE_BODIES])
-        self._axis_bodies = jnp.array([self._torso, *self._bodies.tolist()])  # torso, thighs, shins
 
     @property
     def num_poses(self) -> int:
         return self._num_poses
 
-    def _new_target(self, key: jax.Array, data: mjx.Data, achieved: jax.Array) -> ant_gttp.Target:
+    def _new_target(self, key: jax.Array, data: mjx.Data, achieved: jax.Array):
         k_pose, k_place = jax.random.split(key)
-        index = jax.random.randint(k_pose, (), 0, self._num_poses)
-        pose = jax.tree.map(lambda x: x[index], self._poses)
-        yaw = ant_gttp.yaw_of(data.xmat[self._torso])
-        return ant_gttp.place_target(k_place, data.xpos[self._torso], yaw, achieved, pose)
+        pose = jax.tree.map(lambda x: x[jax.random.randint(k_pose, (), 0, self._num_poses)], self._poses)
+        yaw = ant_gttp.yaw_of(data.xmat[self._torso_id])
+        return self._place(k_place, data.xpos[self._torso_id], yaw, achieved, pose)
 
     def _metrics(self, dense: jax.Array, data: mjx.Data, info: Dict[str, Any]) -> Dict[str, jax.Array]:
-        distance = jnp.linalg.norm(data.xpos[self._torso] - info["target"].root)
+        distance = jnp.linalg.norm(data.xpos[self._torso_id] - info["target"].root)
         return {"dense_reward": dense, "target_distance": distance, "targets_achieved": info["achieved"].astype(jnp.float32)}
 
     def reset(self, rng: jax.Array) -> mjx_env.State:
@@ -270,18 +267,41 @@ class AntGoToTargetPose(_Ant):
     def step(self, state: mjx_env.State, action: jax.Array) -> mjx_env.State:
         data = mjx_env.step(self.mjx_model, state.data, action, self.n_substeps)
         info = state.info
-        dense = ant_gttp.dense_reward(info["target"], data.xpos[self._torso], data.xpos[self._bodies],
-                                      data.xmat[self._axis_bodies],
-                                      data.subtree_com[self._torso])
-        reward, success, streak = ant_gttp.sparse_step(dense, info["streak"])
+        dense = self._dense(info["target"], data)
+        reward, success, streak = self._sparse(dense, info["streak"])
         rng, key = jax.random.split(info["rng"])
         achieved = info["achieved"] + success.astype(jnp.int32)
         target = jax.tree.map(lambda new, old: jnp.where(success, new, old),
                               self._new_target(key, data, achieved), info["target"])
         info = {**info, "rng": rng, "target": target, "achieved": achieved, "streak": streak}
-        metrics = {**state.metrics, **self._metrics(dense, data, info)}
-        return mjx_env.State(data, self._get_obs(data, info), reward.astype(jnp.float32), self._nan_done(data),
-                             metrics, info)
+        return mjx_env.State(data, self._get_obs(data, info), reward.astype(jnp.float32), self._done(data),
+                             {**state.metrics, **self._metrics(dense, data, info)}, info)
+
+
+class AntGoToTargetPose(GoToTargetPose, _Ant):
+    """The ant reaching target poses one after another (envs/ant_gttp.py); obs [126], action [8] in [-1, 1].
+
+    Targets are `ant_gttp.Target`s; info and metrics as `GoToTargetPose`'s.
+    """
+
+    MODEL_NAME = "ant_plane"  # the MJCF is `ant_xml(corridor=False)`
+
+    def __init__(self, poses: Optional[np.ndarray] = None, config: Optional[config_dict.ConfigDict] = None,
+                 config_overrides: Optional[Dict[str, Any]] = None):
+        super().__init__(False, config, config_overrides)
+        self._poses = pose_kinematics(self._mj_model, load_reference_poses() if poses is None else poses)
+        self._num_poses = int(self._poses["height"].shape[0])
+        self._bodies = jnp.array([self._mj_model.body(name).id for name in POSE_BODIES])
+        self._axis_bodies = jnp.array([self._torso, *self._bodies.tolist()])  # torso, thighs, shins
+        self._torso_id = self._torso
+        self._place, self._sparse = ant_gttp.place_target, ant_gttp.sparse_step
+
+    def _dense(self, target: ant_gttp.Target, data: mjx.Data) -> jax.Array:
+        return ant_gttp.dense_reward(target, data.xpos[self._torso], data.xpos[self._bodies],
+                                     data.xmat[self._axis_bodies], data.subtree_com[self._torso])
+
+    def _done(self, data: mjx.Data) -> jax.Array:
+        return self._nan_done(data)
 
     def _get_obs(self, data: mjx.Data, info: Optional[Dict[str, Any]] = None) -> jax.Array:
         """The egocentric observation [126] of envs/ant_gttp.py."""
@@ -290,12 +310,16 @@ class AntGoToTargetPose(_Ant):
 
 
 def make(name: str, impl: str = "jax", episode_length: Optional[int] = None) -> mjx_env.MjxEnv:
-    """One of TASKS ("AntWalkForward", "AntWalkBackward", "AntGTTP") with MJX backend `impl` ("jax" or "warp")."""
-    if name not in TASKS:
-        raise KeyError(f"unknown Byravan task '{name}'; known: {', '.join(TASKS)}")
+    """One of TASKS (the ant's) or byravan_humanoid.TASKS (the humanoid's) with MJX backend `impl` ("jax" or "warp")."""
+    from mjxmbrl.envs import byravan_humanoid
+
+    if name not in TASKS + byravan_humanoid.TASKS:
+        raise KeyError(f"unknown Byravan task '{name}'; known: {', '.join(TASKS + byravan_humanoid.TASKS)}")
     overrides: Dict[str, Any] = {"impl": impl}
     if episode_length is not None:
         overrides["episode_length"] = int(episode_length)
+    if name in byravan_humanoid.TASKS:
+        return byravan_humanoid.make(name, overrides)
     if name == GTTP_TASK:
         return AntGoToTargetPose(config_overrides=overrides)
     return AntCorridor(ant_walk.DIRECTIONS[name], config_overrides=overrides)

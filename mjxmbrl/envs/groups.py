@@ -78,6 +78,22 @@ _ANT_GTTP = _ANT_CORRIDOR[:-1] + (
     ObsGroup("target_positions", 45, 72, rotated_by=19, translated_by=16),
     ObsGroup("target_axes", 72, 126, rotated_by=19),
 )
+# Byravan et al.'s high-DoF body, the DM Control humanoid (envs/humanoid_tasks.py): joint angles <-> joint
+# velocities at obs 21; the torso's linear and angular velocities at obs 42 and 45 integrate the task groups.
+_HUMANOID_PROPRIO = (
+    _g("joint_angles", 0, 21, 21),
+    _g("joint_velocities", 21, 42),
+    _g("linear_velocity", 42, 45),
+    _g("angular_velocity", 45, 48),
+    _g("extremities", 48, 60),
+    _g("up", 60, 63),
+)
+_HUMANOID_CORRIDOR = _HUMANOID_PROPRIO + (ObsGroup("target_direction", 63, 66, rotated_by=45),)
+_HUMANOID_GTTP = _HUMANOID_PROPRIO + (
+    ObsGroup("target_joints", 63, 84, minus_change_of=0),
+    ObsGroup("target_positions", 84, 132, rotated_by=45, translated_by=42),
+    ObsGroup("target_axes", 132, 228, rotated_by=45),
+)
 _REACHER = (_g("position", 0, 2, 4), _g("to_target", 2, 4), _g("velocity", 4, 6))
 _WALKER_DMC = (_g("orientations", 0, 14), _g("height", 14, 15), _g("velocity", 15, 24))
 # Brax: obs = qpos[k:] then qvel; hopper/walker2d clip qvel to +-10 and replace qpos[1] by the torso height.
@@ -130,6 +146,8 @@ OBS_GROUPS: Dict[str, Tuple[ObsGroup, ...]] = {
     # direction (the task group) turns with the torso's angular velocity at obs 19, in closed form.
     **{name: _ANT_CORRIDOR for name in ("AntWalkForward", "AntWalkBackward")},
     "AntGTTP": _ANT_GTTP,
+    **{name: _HUMANOID_CORRIDOR for name in ("HumanoidWalkForward", "HumanoidWalkBackward")},
+    "HumanoidGTTP": _HUMANOID_GTTP,
     # Brax humanoid (244: positions, velocities, com inertia/velocity, actuator forces) declares no groups.
 }
 

@@ -144,7 +144,7 @@ def _hinge_ranges(mj_model: mujoco.MjModel):
     return idx, low, high
 
 
-class _HingeNoise(NamedTuple):
+class HingeNoise(NamedTuple):
     """The reset's joint noise: U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints at qpos index >= first."""
 
     idx: jax.Array
@@ -152,7 +152,7 @@ class _HingeNoise(NamedTuple):
     high: jax.Array
 
     @classmethod
-    def of(cls, mj_model: mujoco.MjModel, first: int = 0) -> "_HingeNoise":
+    def of(cls, mj_model: mujoco.MjModel, first: int = 0) -> "HingeNoise":
         idx, low, high = _hinge_ranges(mj_model)
         keep = idx >= first
         return cls(jnp.asarray(idx[keep]), jnp.asarray(low[keep], jnp.float32), jnp.asarray(high[keep], jnp.float32))
@@ -178,7 +178,7 @@ class _GetupMixin:
         """Settles the supine pose; the noise goes to the hinges at qpos index >= first_joint_qpos
         (the walker's root pitch `rooty` is a hinge too, but it is no joint of the body)."""
         self._supine_qpos = jnp.asarray(settle(self.mj_model, self._supine_guess()), jnp.float32)
-        self._noise = _HingeNoise.of(self.mj_model, first_joint_qpos)
+        self._noise = HingeNoise.of(self.mj_model, first_joint_qpos)
 
     def initial_qpos(self, key: jax.Array) -> jax.Array:
         """The settled supine qpos [nq] with U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints (clipped to range)."""
@@ -275,7 +275,7 @@ class PoloHumanoidWalk(humanoid.Humanoid):
         upright = self.mj_model.qpos0.copy()
         upright[2] = getup.HUMANOID_STAND_HEIGHT  # qpos0 floats the feet 0.215 m above the floor
         self._upright_qpos = jnp.asarray(upright, jnp.float32)
-        self._noise = _HingeNoise.of(self.mj_model)
+        self._noise = HingeNoise.of(self.mj_model)
 
     def initial_qpos(self, key: jax.Array) -> jax.Array:
         """Upright qpos [nq] with U(-JOINT_NOISE, JOINT_NOISE) on the hinge joints (clipped to range)."""

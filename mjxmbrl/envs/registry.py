@@ -18,7 +18,10 @@ imports no simulator. Families:
   (mjxmbrl/envs/byravan_envs.py; impl "jax" or "warp"): `AntWalkForward` and
   `AntWalkBackward`, an 8-DoF ant in a corridor (App. A.1; observation layout,
   reward and the closed-form task observation in envs/ant_walk.py), and `AntGTTP`,
-  the same ant going to target poses on a plane (App. A.2; envs/ant_gttp.py); done only on NaN.
+  the same ant going to target poses on a plane (App. A.2; envs/ant_gttp.py); done only on NaN. The
+  high-DoF body's (envs/byravan_humanoid.py, the DM Control humanoid for the paper's OP3):
+  `HumanoidWalkForward`, `HumanoidWalkBackward` and `HumanoidGTTP` (envs/humanoid_tasks.py); done on a
+  fall (torso below 0.8 m), as the OP3's tasks.
 
 Each task has one `EnvSpec`: its sizes, control step, episode length, whether
 it terminates, its observation groups (envs/groups.py: the per-group MLP model
@@ -45,6 +48,7 @@ if TYPE_CHECKING:  # importing Playground/MJX takes seconds; listing envs must n
     from mujoco_playground._src.mjx_env import State
 
 from mjxmbrl.envs import ant_gttp, ant_walk, getup, reorient, toy, walk
+from mjxmbrl.envs import humanoid_tasks as ht
 from mjxmbrl.envs import point_mass_worlds as pmw
 from mjxmbrl.envs.groups import OBS_GROUPS, TASK_GROUPS, ObsGroup
 from mjxmbrl.envs.rewards import KNOWN_REWARDS
@@ -96,6 +100,14 @@ def _byravan(name: str) -> EnvSpec:
 # task's (Eq. 6-10: simulator bodies and a bonus after 10 steps held), which no observation determines.
 _ANT_GTTP = EnvSpec("AntGTTP", "byravan", ant_gttp.OBS_SIZE, ant_walk.ACTION_SIZE, ant_walk.EPISODE_LENGTH,
                     ant_walk.CTRL_DT, False, reward_fn=ant_gttp.planner_reward)
+
+# The humanoid's tasks end on a fall (the OP3's do); walking's reward is exact, GTTP's known reward the planner's (Eq. 15).
+_HUMANOID_TASKS = (
+    *(EnvSpec(name, "byravan", ht.WALK_OBS_SIZE, ht.ACTION_SIZE, ht.EPISODE_LENGTH, ht.CTRL_DT, True,
+              reward_fn=ht.walk_reward) for name in ht.DIRECTIONS),
+    EnvSpec("HumanoidGTTP", "byravan", ht.GTTP_OBS_SIZE, ht.ACTION_SIZE, ht.EPISODE_LENGTH, ht.CTRL_DT, True,
+            reward_fn=ht.planner_reward),
+)
 
 
 _SPEC_LIST = [
@@ -150,6 +162,7 @@ _SPEC_LIST = [
     # Byravan et al. 2022 tasks, measured with mjxmbrl.envs.byravan_envs.make(name, impl="jax") (tests/test_envs.py).
     *(_byravan(name) for name in ant_walk.DIRECTIONS),
     _ANT_GTTP,
+    *_HUMANOID_TASKS,
 ]
 
 ENV_SPECS: Dict[str, EnvSpec] = {
