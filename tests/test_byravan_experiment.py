@@ -312,28 +312,34 @@ def test_reproduce_trains_the_source_first_and_the_target_loads_it(tmp_path, tra
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-# ---- byravan-table1: Table 1's ground-truth rows on the corridor ant ---------------------------------------
+# ---- byravan-table1: Table 1's ground-truth rows on the ant and the humanoid (the OP3's substitute) ----------
 
 
 def test_byravan_table1_cells_budgets_and_published_numbers(tmp_path):
     e = get_experiment("byravan-table1")
-    assert e.tasks == ("ant_walk_forward", "ant_walk_backward", "ant_gttp")
+    envs = {"ant_walk_forward": "AntWalkForward", "ant_walk_backward": "AntWalkBackward", "ant_gttp": "AntGTTP",
+            "humanoid_walk_forward": "HumanoidWalkForward", "humanoid_walk_backward": "HumanoidWalkBackward",
+            "humanoid_gttp": "HumanoidGTTP"}
+    assert e.tasks == tuple(envs)
     assert e.methods == ("gaussian", "mpc-cem", "mpc-smc")
     assert e.cell("mpc-cem-ant_walk_forward-ground-truth").published.mean == 780.0
     assert e.cell("mpc-smc-ant_walk_backward-ground-truth").published.mean == 715.0
     assert e.cell("gaussian-ant_gttp-ground-truth").published.mean == 197.0
     assert "Ant GTTP" in e.cell("mpc-smc-ant_gttp-ground-truth").published.source
-    assert all(c.published is not None and "Table 1, Ant" in c.published.source for c in e.cells)
+    assert e.cell("gaussian-humanoid_walk_backward-ground-truth").published.mean == -14.0
+    assert e.cell("mpc-cem-humanoid_walk_forward-ground-truth").published.mean == 13.0
+    assert e.cell("mpc-smc-humanoid_gttp-ground-truth").published.mean == 11.0
+    assert all(c.published is not None and f"Table 1, {'OP3' if 'humanoid' in c.task else 'Ant'} " in c.published.source
+               for c in e.cells)
     sizes = {"smoke": (8, 10, 10, 1), "small": (64, 21, 200, 4), "paper": (2000, 667, 1000, 100)}
     for name, budget in e.budgets.items():
         planned = plan_runs(e, budget, 1, tmp_path)  # every config loads and validates
-        assert len(planned) == 9 and not any(tmp_path.iterdir())
+        assert len(planned) == 18 and not any(tmp_path.iterdir())
         smc, cem, length, episodes = sizes[name]
         for run in planned:
             cfg, method = run.cfg, run.cell.method
             assert cfg.agent.name == "mpc" and cfg.model.name == "oracle" and cfg.planner.proposal == "gaussian"
-            assert cfg.env.name == {"ant_walk_forward": "AntWalkForward", "ant_walk_backward": "AntWalkBackward",
-                                    "ant_gttp": "AntGTTP"}[run.cell.task]
+            assert cfg.env.name == envs[run.cell.task]
             assert (cfg.env.episode_length, cfg.train.total_env_steps, cfg.train.eval_every) == (length, length, length)
             assert cfg.train.eval_episodes == episodes and cfg.train.warmup_env_steps >= length  # no planning before eval
             if method == "gaussian":

@@ -302,17 +302,24 @@ BYRAVAN_TRANSFER = register(
 
 # ---- byravan-table1 ----------------------------------------------------------------------------
 
-TABLE1_TASKS = {"ant_walk_forward": "AntWalkForward", "ant_walk_backward": "AntWalkBackward", "ant_gttp": "AntGTTP"}
-TABLE1_COLUMNS = {"ant_walk_forward": "forward", "ant_walk_backward": "backward", "ant_gttp": "GTTP"}
-# method -> (config, overrides, Table 1's row, the Ant (forward, backward, GTTP) mean and +- as printed over 100 episodes)
+TABLE1_TASKS = {"ant_walk_forward": "AntWalkForward", "ant_walk_backward": "AntWalkBackward", "ant_gttp": "AntGTTP",
+                "humanoid_walk_forward": "HumanoidWalkForward", "humanoid_walk_backward": "HumanoidWalkBackward",
+                "humanoid_gttp": "HumanoidGTTP"}
+# task -> (Table 1's body, its column); the DM Control humanoid stands in for the OP3 (envs/byravan_humanoid.py).
+TABLE1_COLUMNS = {"ant_walk_forward": ("Ant", "forward"), "ant_walk_backward": ("Ant", "backward"), "ant_gttp": ("Ant", "GTTP"),
+                  "humanoid_walk_forward": ("OP3", "forward"), "humanoid_walk_backward": ("OP3", "backward"),
+                  "humanoid_gttp": ("OP3", "GTTP")}
+TABLE1_CONFIGS = {"Ant": "configs/plan/ant_walk_forward_{}.yaml", "OP3": "configs/plan/humanoid_walk_forward_{}.yaml"}
+# method -> (planner, overrides, Table 1's row, the mean and +- as printed over 100 episodes for the Ant's forward,
+# backward, GTTP, then the OP3's forward, backward, GTTP columns)
 TABLE1_ROWS = {
     # the proposal alone: one sample of N(0, 0.5^2) per step, executed (SMC with one particle and H = 1)
-    "gaussian": ("configs/plan/ant_walk_forward_smc.yaml", ("planner.num_particles=1", "planner.horizon=1"),
-                 "'-, -, Gaussian'", ((0.0, 1.0), (0.0, 1.0), (197.0, 2.0))),
-    "mpc-cem": ("configs/plan/ant_walk_forward_cem.yaml", (), "'ground truth, CEM, Gaussian'",
-                ((780.0, 4.0), (771.0, 4.0), (400.0, 2.0))),
-    "mpc-smc": ("configs/plan/ant_walk_forward_smc.yaml", (), "'ground truth, SMC, Gaussian'",
-                ((717.0, 4.0), (715.0, 4.0), (378.0, 7.0))),
+    "gaussian": ("smc", ("planner.num_particles=1", "planner.horizon=1"), "'-, -, Gaussian'",
+                 ((0.0, 1.0), (0.0, 1.0), (197.0, 2.0), (5.0, 1.0), (-14.0, 1.0), (9.0, 1.0))),
+    "mpc-cem": ("cem", (), "'ground truth, CEM, Gaussian'",
+                ((780.0, 4.0), (771.0, 4.0), (400.0, 2.0), (13.0, 1.0), (11.0, 1.0), (10.0, 1.0))),
+    "mpc-smc": ("smc", (), "'ground truth, SMC, Gaussian'",
+                ((717.0, 4.0), (715.0, 4.0), (378.0, 7.0), (12.0, 1.0), (10.0, 1.0), (11.0, 1.0))),
 }
 # Rollouts per control step: SMC particles; CEM samples per iteration (3 iterations of about a third of
 # SMC's rollouts; at least 10, for one elite at the 0.1 elite fraction).
@@ -321,13 +328,13 @@ TABLE1_SIZES = {"smoke": (8, 10), "small": (64, 21), "paper": (2000, 667)}
 
 def _table1_cells():
     cells = []
-    for method, (config, overrides, row, published) in TABLE1_ROWS.items():
+    for method, (planner, overrides, row, published) in TABLE1_ROWS.items():
         for (task, env_name), (mean, spread) in zip(TABLE1_TASKS.items(), published):
-            column = TABLE1_COLUMNS[task]
+            body, column = TABLE1_COLUMNS[task]
             cells.append(Cell(
-                method=method, task=task, config=config, action_repeat=1,
+                method=method, task=task, config=TABLE1_CONFIGS[body].format(planner), action_repeat=1,
                 overrides=(f"env.name={env_name}",) + overrides, setting="ground-truth",
-                published=Published(mean, spread, f"Table 1, Ant {column}, row {row}"),
+                published=Published(mean, spread, f"Table 1, {body} {column}, row {row}"),
             ))
     return tuple(cells)
 
@@ -352,10 +359,11 @@ BYRAVAN_TABLE1 = register(
     Experiment(
         name="byravan-table1",
         paper=PAPER,
-        table="Table 1: MPC with the true simulator and a Gaussian proposal, CEM or SMC, H = 30 (the Ant columns)",
+        table="Table 1: MPC with the true simulator and a Gaussian proposal, CEM or SMC, H = 30 (Ant and OP3 columns)",
         description=(
-            "the corridor ant walking forward and backward and the ant going to target poses (GTTP): the Gaussian "
-            "proposal alone, and MPC over the MJX oracle with CEM or SMC, H = 30, no value, the task's own reward"
+            "the ant and the high-DoF body (the DM Control humanoid for the OP3) walking forward and backward and going "
+            "to target poses (GTTP): the Gaussian proposal alone, and MPC over the MJX oracle with CEM or SMC, H = 30, "
+            "no value, the task's own reward"
         ),
         cells=_table1_cells(),
         budgets={
@@ -372,7 +380,9 @@ BYRAVAN_TABLE1 = register(
             "the rows, not for their scale. The paper's +- is over 100 episodes. Ours is `eval/return` of the MPC agent "
             "(`mjxmbrl train` evaluates it as `mjxmbrl plan` would); the training steps before it act at random. CEM "
             "runs 3 iterations of a third of SMC's rollouts. GTTP's targets are poses of our CEM-MPC walkers, not of "
-            "policies trained on DM Control's go-to-target task (docs/byravan.md). The pre-trained model and proposal rows need an ant agent "
+            "policies trained on DM Control's go-to-target task (docs/byravan.md). The OP3 columns run on the DM "
+            "Control humanoid (21 DoF, control step 0.025 s, episodes end on a fall as the OP3's), its target poses from our "
+            "CEM-MPC humanoid walkers, not from CMU motion capture. The pre-trained model and proposal rows need an agent "
             "trained first (configs/byravan/ant_walk_forward_mpc_mpo_bc.yaml) and are not cells yet."
         ),
         metrics=("eval/return",),
