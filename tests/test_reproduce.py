@@ -58,8 +58,10 @@ def test_dmc100k_sac_registry():
         assert cell.action_repeat == repeat
         assert (cell.published.mean, cell.published.std) == (mean, std) and "SAC Pixels" in cell.published.source
         assert [name for name, _ in cell.reference] == ["CURL", "PlaNet", "Dreamer", "Grad-MPC"]
-        # the cell sets the paper's action repeat, whatever our SAC default (finger spin's is 1, cheetah run's 2)
+        # the cell sets the paper's action repeat, whatever our SAC default (finger spin's is 1, cheetah run's 2),
+        # and the update rate tied to it: one update per two control steps, at least one per agent step
         assert f"env.action_repeat={repeat}" in cell.overrides, cell.id
+        assert f"train.updates_per_step={max(1, repeat // 2)}" in cell.overrides, cell.id
     grad_mpc = dict(e.cell("sac-reacher_easy").reference)["Grad-MPC"]
     assert (grad_mpc.mean, grad_mpc.std) == (663, 25)
     assert list(e.budgets) == ["smoke", "small", "paper"]
@@ -86,6 +88,8 @@ def test_sac_states_registry_targets_the_better_public_figure(tmp_path):
     # One set of agent settings for every task: the configs differ in the env section (and the warm-up) only.
     agents = {json.dumps(dataclasses.asdict(r.cfg.agent), sort_keys=True) for r in planned}
     assert len(agents) == 1 and planned[0].cfg.agent.critic_layer_norm and planned[0].cfg.agent.n_step == 1
+    # The update rate follows the action repeat: max(1, repeat / 2) updates per agent step (docs/sac.md).
+    assert all(r.cfg.train.updates_per_step == max(1, r.cfg.env.action_repeat // 2) for r in planned)
 
 
 def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):

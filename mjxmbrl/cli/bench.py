@@ -315,8 +315,10 @@ def bench_svg(quick: bool = False, out: Optional[str] = None) -> str:
     small_model = ["model.encoder_sizes=[16]", "model.gru_size=16", "model.decoder_sizes=[16]", "agent.head_sizes=[16]",
                    "model.batch_size=32"] if quick else []
     runs = {
-        # SAC with SVG's critic settings (one-step targets, no layer norm), so the ratio is the model's cost.
-        "sac": load_config("configs/sac/cartpole_swingup.yaml", common + small + ["agent.n_step=1", "agent.critic_layer_norm=false"]),
+        # SAC with SVG's critic settings and update rate (one-step targets, no layer norm, one update per agent
+        # step), so the ratio is the model's cost.
+        "sac": load_config("configs/sac/cartpole_swingup.yaml", common + small + ["agent.n_step=1", "agent.critic_layer_norm=false",
+                                                                                 "train.updates_per_step=1"]),
         "svg(0)": load_config("configs/svg/cartpole_swingup.yaml", common + small + small_model + ["agent.horizon=0", "model.seq_len=2"]),
         "svg(2)": load_config("configs/svg/cartpole_swingup.yaml", common + small + small_model),
     }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from mjxmbrl.experiments.base import Budget, Cell, Experiment, Published, register
 from mjxmbrl.experiments.dmc100k_sac import TABLE_1 as SAC_TABLE_1
+from mjxmbrl.experiments.dmc100k_sac import sac_rate_overrides
 
 PAPER = "S V et al. 2023 (arXiv:2312.17227)"
 
@@ -102,7 +103,7 @@ def _sac_cells():
     for task, (_, repeat, row) in TABLE_1.items():
         yield Cell(
             method="sac", task=task, config=f"configs/sac/{task}.yaml", action_repeat=repeat,
-            overrides=(f"env.action_repeat={repeat}",),  # Table 4's, whatever our SAC default (docs/sac.md)
+            overrides=sac_rate_overrides(repeat),  # Table 4's repeat, whatever our SAC default (docs/sac.md)
             published=_published(row, "SAC Pixels"),
             reference=tuple((c, _published(row, c)) for c in COLUMNS if c != "SAC Pixels"),
         )
