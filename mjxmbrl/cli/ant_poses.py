@@ -61,6 +61,16 @@ def collect(task: str, episodes: int, steps: int, seed: int) -> tuple:
     return np.asarray(qpos), np.asarray(foot)
 
 
+def save_poses(out: str, poses: np.ndarray, command: str, settings: dict, expert: str, tic: float) -> None:
+    """Writes `poses` and their metadata (command, settings, expert, date, wall time since `tic`) to `out` (.npz)."""
+    meta = {"command": command, "settings": settings, "expert": expert, "date": time.strftime("%Y-%m-%d"),
+            "wall_time_s": round(time.perf_counter() - tic, 1)}
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, poses=poses, meta=json.dumps(meta))
+    print(f"{len(poses)} poses -> {path} ({meta['wall_time_s']} s)")
+
+
 def to_poses(qpos: np.ndarray, foot: np.ndarray, skip: int, every: int, max_foot: float) -> np.ndarray:
     """qpos [T, M, 15], foot [T, M] -> poses [N, 13] (steps skip, skip + every, ... with foot < max_foot)."""
     from mjxmbrl.envs.ant_gttp import remove_yaw
@@ -93,14 +103,8 @@ def main(argv=None) -> int:
     if len(poses) == 0:
         print("error: no pose had a foot on the floor; raise --max-foot", file=sys.stderr)
         return 1
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
-    meta = {"command": "python -m mjxmbrl.cli.ant_poses", "settings": settings,
-            "expert": "CEM-MPC with the true simulator, 3 x 21 samples, H = 30, on AntWalkForward and AntWalkBackward",
-            "date": time.strftime("%Y-%m-%d"), "wall_time_s": round(time.perf_counter() - tic, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, poses=poses, meta=json.dumps(meta))
-    print(f"{len(poses)} poses -> {out} ({meta['wall_time_s']} s)")
+    save_poses(args.out, poses, "python -m mjxmbrl.cli.ant_poses", {k: v for k, v in vars(args).items() if k != "out"},
+               "CEM-MPC with the true simulator, 3 x 21 samples, H = 30, on AntWalkForward and AntWalkBackward", tic)
     return 0
 
 

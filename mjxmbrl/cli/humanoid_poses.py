@@ -16,14 +16,13 @@ velocities: Eq. 12's reference) and the command and settings that made them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from mjxmbrl.cli.ant_poses import play_expert
+from mjxmbrl.cli.ant_poses import play_expert, save_poses
 
 DEFAULT_OUT = Path(__file__).parents[1] / "envs" / "data" / "humanoid_gttp_poses.npz"
 POSE_SIZE = 47
@@ -89,15 +88,10 @@ def main(argv=None) -> int:
     if len(poses) == 0:
         print("error: no upright pose with a foot on the floor; lower --min-height or raise --max-foot", file=sys.stderr)
         return 1
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "trace")}
-    meta = {"command": "python -m mjxmbrl.cli.humanoid_poses", "settings": settings,
-            "expert": "CEM-MPC with the true simulator (configs/plan/humanoid_walk_forward_cem.yaml and the overrides) on "
-                      "HumanoidWalkForward and HumanoidWalkBackward",
-            "date": time.strftime("%Y-%m-%d"), "wall_time_s": round(time.perf_counter() - tic, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, poses=poses, meta=json.dumps(meta))
-    print(f"{len(poses)} poses -> {out} ({meta['wall_time_s']} s)")
+    save_poses(args.out, poses, "python -m mjxmbrl.cli.humanoid_poses",
+               {k: v for k, v in vars(args).items() if k not in ("out", "trace")},
+               "CEM-MPC with the true simulator (configs/plan/humanoid_walk_forward_cem.yaml and the overrides) on "
+               "HumanoidWalkForward and HumanoidWalkBackward", tic)
     return 0
 
 

@@ -28,10 +28,10 @@ from mujoco import mjx
 from mujoco_playground._src import mjx_env
 from mujoco_playground._src.dm_control_suite import humanoid
 
-from mjxmbrl.envs import ant_gttp, getup
+from mjxmbrl.envs import ant_gttp
 from mjxmbrl.envs import humanoid_tasks as ht
 from mjxmbrl.envs.byravan_envs import YAW_NOISE, GoToTargetPose, load_reference_poses, pose_kinematics
-from mjxmbrl.envs.polo_envs import HingeNoise
+from mjxmbrl.envs.polo_envs import HingeNoise, humanoid_upright_qpos
 
 GTTP_TASK = "HumanoidGTTP"
 TASKS = (*ht.DIRECTIONS, GTTP_TASK)
@@ -51,9 +51,7 @@ class _Humanoid(humanoid.Humanoid):
     def __init__(self, config: Optional[config_dict.ConfigDict] = None,
                  config_overrides: Optional[Dict[str, Any]] = None):
         super().__init__(0.0, config if config is not None else humanoid_config(), config_overrides)
-        upright = self.mj_model.qpos0.copy()
-        upright[2] = getup.HUMANOID_STAND_HEIGHT  # qpos0 floats the feet above the floor
-        self._upright = jnp.asarray(upright, jnp.float32)
+        self._upright = humanoid_upright_qpos(self.mj_model)
         self._noise = HingeNoise.of(self.mj_model)
         self._ends = jnp.array([self.mj_model.body(name).id for name in ht.EXTREMITY_BODIES])
 

@@ -266,15 +266,20 @@ def humanoid_walk_config() -> config_dict.ConfigDict:
     return config
 
 
+def humanoid_upright_qpos(mj_model: mujoco.MjModel) -> jax.Array:
+    """The DM Control humanoid's qpos0 [28] lowered so the feet touch the floor (qpos0 floats them 0.215 m up)."""
+    upright = mj_model.qpos0.copy()
+    upright[2] = getup.HUMANOID_STAND_HEIGHT
+    return jnp.asarray(upright, jnp.float32)
+
+
 class PoloHumanoidWalk(humanoid.Humanoid):
     """DM Control humanoid starting upright; obs [70] = the humanoid's 67 + root (v_x, y, z), action [21]."""
 
     def __init__(self, config: Optional[config_dict.ConfigDict] = None,
                  config_overrides: Optional[Dict[str, Any]] = None):
         super().__init__(0.0, config if config is not None else humanoid_walk_config(), config_overrides)
-        upright = self.mj_model.qpos0.copy()
-        upright[2] = getup.HUMANOID_STAND_HEIGHT  # qpos0 floats the feet 0.215 m above the floor
-        self._upright_qpos = jnp.asarray(upright, jnp.float32)
+        self._upright_qpos = humanoid_upright_qpos(self.mj_model)
         self._noise = HingeNoise.of(self.mj_model)
 
     def initial_qpos(self, key: jax.Array) -> jax.Array:
