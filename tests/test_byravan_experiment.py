@@ -36,6 +36,8 @@ def test_byravan_dmc_cells_and_budgets(tmp_path):
             beta, plans = SETTINGS[run.cell.method]
             assert cfg.env.action_repeat == {"cartpole_swingup": 8, "walker_walk": 2}[run.cell.task]
             assert cfg.agent.name == "mpo" and cfg.agent.mpo_weight == 1.0 and cfg.agent.bc_weight == beta
+            # one update per two control steps, as our SAC (at one per agent step MPO stalled on cartpole)
+            assert cfg.train.updates_per_step == max(1, cfg.env.action_repeat // 2)
             assert (cfg.planner.name, cfg.model.name) == (("smc", "mlp") if plans else ("none", "none"))
             if plans:
                 assert cfg.planner.p_plan == 0.5
@@ -61,6 +63,7 @@ def test_byravan_fig20_cells(tmp_path):
     for run in planned:
         assert run.cfg.env.name == names[run.cell.task] and run.cfg.env.action_repeat == run.cell.action_repeat == 2
         assert run.cfg.agent.bc_weight == SETTINGS[run.cell.method][0]
+        assert run.cfg.train.updates_per_step == 1  # max(1, action_repeat / 2)
     assert "action repeat" in e.notes and "does not state" in e.notes
 
 

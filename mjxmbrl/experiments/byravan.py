@@ -128,8 +128,8 @@ NOTES_COMMON = (
     "Two metrics per cell: ours is `eval/return`, the actor (the SMC planner in the loop for the MPC variants, "
     "the policy's mean action otherwise); 'policy alone' is `eval/policy_return`, the amortized policy's mean action "
     "without planning (Fig. 2's solid and dotted lines). The paper reports these runs as learning curves only, so "
-    "there is no published number to compare with. The configs keep an update-to-data ratio of 1 with one actor "
-    "(the paper: 64 actors, 8 actor steps per update); budgets change only env steps, eval cadence, seeds and "
+    "there is no published number to compare with. The configs take max(1, action_repeat / 2) updates per agent "
+    "step with one actor (cartpole 4, walker 1; the paper: 64 actors, 8 actor steps per update); budgets change only env steps, eval cadence, seeds and "
     "batch sizes (paper: B = 256 for policy, critic and model)."
 )
 
