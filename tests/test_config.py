@@ -80,3 +80,23 @@ def test_save_and_reload_round_trip(tmp_path):
     again = load_config(tmp_path / "c.yaml")
     assert again == cfg
     assert config_to_dict(again)["agent"]["hidden_sizes"] == [256, 256]
+
+
+def test_auto_update_rate_follows_the_action_repeat(tmp_path):
+    # max(1, action_repeat // 2) updates per agent step: one per two control steps, at least one
+    for repeat, updates in [(1, 1), (2, 1), (3, 1), (4, 2), (6, 3), (8, 4)]:
+        cfg = load_config(None, [f"env.action_repeat={repeat}", "train.updates_per_step=auto"])
+        assert cfg.train.updates_per_step == updates, repeat
+    assert load_config(None, ["train.updates_per_step=auto"]).train.updates_per_step == 1  # the default repeat, 1
+    # a shipped config that says `auto` follows an overridden repeat; a number stays a number
+    assert load_config(ROOT / "configs/sac/cartpole_swingup.yaml").train.updates_per_step == 4
+    assert load_config(ROOT / "configs/sac/cartpole_swingup.yaml", ["env.action_repeat=4"]).train.updates_per_step == 2
+    assert load_config(ROOT / "configs/sac/cartpole_swingup.yaml", ["train.updates_per_step=3"]).train.updates_per_step == 3
+    # a run's saved config holds the number, so a resumed run takes the same rate
+    cfg = load_config(ROOT / "configs/sac/reacher_easy.yaml")
+    save_config(cfg, tmp_path / "c.yaml")
+    assert "updates_per_step: 2" in (tmp_path / "c.yaml").read_text() and load_config(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ConfigError, match=r"train.updates_per_step: expected a whole number or 'auto'.*got 'fast'"):
+        load_config(None, ["train.updates_per_step=fast"])
+    with pytest.raises(ConfigError, match="env.action_repeat must be positive"):
+        load_config(None, ["env.action_repeat=0", "train.updates_per_step=auto"])

@@ -41,7 +41,7 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "mjxmbrl.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
-def test_dmc100k_sac_registry():
+def test_dmc100k_sac_registry(tmp_path):
     e = get_experiment("dmc100k-sac")
     assert e.paper == "S V et al. 2023 (arXiv:2312.17227)" and "Table 1" in e.table and "Table 4" in e.table
     # Table 4 action repeats; Table 1 "SAC Pixels" column (mean, std)
@@ -61,7 +61,12 @@ def test_dmc100k_sac_registry():
         # the cell sets the paper's action repeat, whatever our SAC default (finger spin's is 1, cheetah run's 2),
         # and the update rate tied to it: one update per two control steps, at least one per agent step
         assert f"env.action_repeat={repeat}" in cell.overrides, cell.id
-        assert f"train.updates_per_step={max(1, repeat // 2)}" in cell.overrides, cell.id
+        assert "train.updates_per_step=auto" in cell.overrides, cell.id
+    # ... which the config resolves: cheetah run's config has action repeat 2 (1 update), the cell 4 (2 updates)
+    planned = {r.cfg.env.name: r.cfg for r in plan_runs(e, e.budgets["smoke"], 1, tmp_path)}
+    assert len(planned) == len(expected)
+    assert all(c.train.updates_per_step == max(1, c.env.action_repeat // 2) for c in planned.values())
+    assert planned["CheetahRun"].train.updates_per_step == 2 and planned["FingerSpin"].train.updates_per_step == 1
     grad_mpc = dict(e.cell("sac-reacher_easy").reference)["Grad-MPC"]
     assert (grad_mpc.mean, grad_mpc.std) == (663, 25)
     assert list(e.budgets) == ["smoke", "small", "paper"]

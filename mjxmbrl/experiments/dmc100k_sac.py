@@ -40,9 +40,9 @@ TABLE_1 = {
 
 
 def sac_rate_overrides(repeat: int) -> tuple:
-    """The action repeat `repeat` with our SAC's update rate for it (docs/sac.md, configs/sac/): max(1, repeat // 2)
-    updates per agent step, so at least one update per two control steps whatever the repeat."""
-    return (f"env.action_repeat={repeat}", f"train.updates_per_step={max(1, repeat // 2)}")
+    """The action repeat `repeat` with our SAC's update rate for it (docs/sac.md, configs/sac/): `auto`, i.e.
+    max(1, repeat // 2) updates per agent step, at least one update per two control steps whatever the repeat."""
+    return (f"env.action_repeat={repeat}", "train.updates_per_step=auto")
 
 
 def _published(row: dict, column: str) -> Published:
