@@ -303,8 +303,6 @@ def _resolve_auto_updates(raw: Dict[str, Any]) -> Dict[str, Any]:
         return raw
     env = raw.get("env") if isinstance(raw.get("env"), dict) else {}
     repeat = _coerce("env.action_repeat", int, env.get("action_repeat", EnvConfig.action_repeat))
-    if repeat <= 0:
-        raise ConfigError(f"env.action_repeat must be positive, got {repeat}")
     return {**raw, "train": {**train, "updates_per_step": updates_for_action_repeat(repeat)}}
 
 
