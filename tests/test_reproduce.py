@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from mjxmbrl.cli.reproduce import (
     collect_results,
     order_runs,
     plan_runs,
+    reference_rows,
     reproduce,
     results_markdown,
     run_status,
@@ -194,9 +196,23 @@ def test_results_table_math(tmp_path):
     )
     assert "| toy_reach | sac | – | 200.0 ± 100.0 | 3 | 300 | 150 ± 20 | +50.0 |" in text
     assert "| toy_reach | sac | one seed | 42.5 | 1 | 300 | – | – |" in text
-    assert "| task | Other |" in text and "| toy_reach | 90 |" in text
+    assert "| task | Other |" in text and text.count("| toy_reach | 90 |") == 1 and "| toy_reach | – |" not in text
     for needle in ("budget `smoke`", "300 env steps", "2025-01-01", "test machine", "`mjxmbrl reproduce table-test`"):
         assert needle in text
+
+
+def test_reference_table_has_one_row_per_task():
+    # two methods on one task, each leaving its own column out of its references: one row with all three columns;
+    # a third cell on that task printing another number for a column keeps separate rows rather than pick one
+    a, b, c = (Published(float(v), None, f"Table 9, column '{n}'") for v, n in ((1, "A"), (2, "B"), (3, "C")))
+    cell = lambda method, task, *ref: Cell(method, task, "configs/debug.yaml", 1, reference=ref)
+    result = lambda c: types.SimpleNamespace(cell=c)
+    same_task = [result(cell("a", "t", ("B", b), ("C", c))), result(cell("b", "t", ("A", a), ("C", c))),
+                 result(cell("a", "u", ("B", b)))]
+    assert reference_rows(same_task) == [("t", {"A": a, "B": b, "C": c}), ("u", {"B": b})]
+    other_c = Published(4.0, None, "Table 9, column 'C'")
+    clash = same_task[:2] + [result(cell("c", "t", ("C", other_c)))]
+    assert reference_rows(clash) == [("t", {"B": b, "C": c}), ("t", {"A": a, "C": c}), ("t", {"C": other_c})]
 
 
 def test_results_table_keeps_three_significant_digits_of_fractions(tmp_path):

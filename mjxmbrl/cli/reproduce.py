@@ -507,6 +507,24 @@ def machine_description() -> str:
     )
 
 
+def reference_rows(results: Sequence[CellResult]) -> List[tuple]:
+    """The reference table's rows as (task, {column: Published}): one row per task, the union of its cells'
+    references (each cell leaves out its own column, so cells of one task fill each other's gaps), in the order
+    the tasks first appear. Cells of one task whose references disagree on a column keep a row each."""
+    by_task: Dict[str, List[dict]] = {}
+    for r in results:
+        by_task.setdefault(r.cell.task, []).append(dict(r.cell.reference))
+    rows = []
+    for task, refs in by_task.items():
+        merged: Dict[str, Any] = {}
+        consistent = True
+        for ref in refs:
+            for column, published in ref.items():
+                consistent &= merged.setdefault(column, published) == published
+        rows += [(task, merged)] if consistent else [(task, ref) for ref in refs]
+    return rows
+
+
 def results_markdown(
     experiment: Experiment,
     budget: Budget,
@@ -589,9 +607,8 @@ def results_markdown(
             "| task | " + " | ".join(columns) + " |",
             "| --- | " + " | ".join("---" for _ in columns) + " |",
         ]
-        for r in results:
-            ref = dict(r.cell.reference)
-            lines.append(f"| {r.cell.task} | " + " | ".join(_fmt_published(ref.get(c)) for c in columns) + " |")
+        for task, ref in reference_rows(results):
+            lines.append(f"| {task} | " + " | ".join(_fmt_published(ref.get(c)) for c in columns) + " |")
     lines += ["", "Per seed (final value, env steps):", ""]
     for r in results:
         per = ", ".join(
