@@ -245,6 +245,28 @@ def test_mpc_agent_is_evaluated_in_training_and_matches_mjxmbrl_plan(tmp_path):
     assert summary["return_mean"] == row["eval/return"] > 0
 
 
+@pytest.mark.slow
+def test_eval_with_planner_overrides_acts_like_a_run_trained_with_that_planner(tmp_path):
+    """`mjxmbrl eval RUN planner.K=V`: the checkpoint acts with the other planner (an oracle MPC run has nothing
+    learned, so it must equal a run trained with that planner), in its own file, and only planner.* may change."""
+    from mjxmbrl.cli.evaluate import evaluate_run
+    from mjxmbrl.run.loop import RunError
+
+    other = ["planner.num_samples=4", "planner.temperature=1.0"]
+    run = train(load_config(None, QUIET + MPC + [f"log.runs_dir={tmp_path}", "log.run_name=a"]))
+    reference = train(load_config(None, QUIET + MPC + other + [f"log.runs_dir={tmp_path}", "log.run_name=b"]))
+    own = evaluate_run(run, episodes=2)
+    swapped = evaluate_run(run, episodes=2, overrides=other)
+    assert swapped["returns"] == evaluate_run(reference, episodes=2)["returns"] != own["returns"]
+    assert swapped["overrides"] == other and "overrides" not in own
+    assert json.loads((run / "eval.json").read_text())["returns"] == own["returns"]  # the run's own eval is kept
+    assert json.loads((run / "eval-planner-num_samples=4_temperature=1.0.json").read_text())["returns"] == swapped["returns"]
+    with pytest.raises(RunError, match="only planner"):
+        evaluate_run(run, episodes=2, overrides=["env.action_repeat=2"])
+    with pytest.raises(ConfigError, match="num_samples"):
+        evaluate_run(run, episodes=2, overrides=["planner.num_samples=0"])
+
+
 def test_mpc_agent_needs_a_planner_and_no_learner_parts():
     with pytest.raises(ConfigError, match="agent mpc acts by planning"):
         load_config(None, ["agent.name=mpc"])

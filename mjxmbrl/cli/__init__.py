@@ -69,7 +69,7 @@ def _cmd_eval(args) -> int:
     result = evaluate_run(
         Path(args.run_dir), episodes=args.episodes, seed=args.seed,
         video=args.video, video_episodes=args.video_episodes, width=args.width, height=args.height,
-        seed_index=args.seed_index,
+        seed_index=args.seed_index, overrides=args.overrides,
     )
     print(json.dumps(result, indent=2))
     return 0
@@ -267,8 +267,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="ENV_STEPS", help="checkpoint and stop at the first chunk boundary past ENV_STEPS")
     p.set_defaults(fn=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run's policy: mjxmbrl eval RUN_DIR [--episodes N]")
+    p = sub.add_parser("eval", help="evaluate a run's policy: mjxmbrl eval RUN_DIR [planner.key=value ...] [--episodes N]")
     p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", help="a planning agent with another planner, e.g. planner.num_samples=1000 "
+                   "(only planner.*; writes eval-planner-<overrides>.json, not eval.json)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seed-index", type=int, default=None, help="multi-seed run: evaluate only seed train.seed + INDEX (default: every seed)")

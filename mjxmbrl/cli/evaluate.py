@@ -1,16 +1,18 @@
-"""`mjxmbrl eval RUN_DIR`: evaluate a run's exported policy, or its agent (planner included) from the newest checkpoint."""
+"""`mjxmbrl eval RUN_DIR [planner.KEY=VALUE ...]`: evaluate a run's exported policy, or its agent (planner
+included) from the newest checkpoint, optionally with another planner than it trained with."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
 from mjxmbrl.agents import EVAL, POLICY, build_agent
-from mjxmbrl.config import seed_values
+from mjxmbrl.config import apply_overrides, config_from_dict, config_to_dict, parse_override, seed_values
 from mjxmbrl.envs import init_stats
 from mjxmbrl.replay import make_replay
 from mjxmbrl.rollout import (
@@ -22,6 +24,32 @@ from mjxmbrl.rollout import (
 from mjxmbrl.run.checkpoints import load_seed_policy
 from mjxmbrl.run.devices import is_stacked, scalar, seed_slice
 from mjxmbrl.run.loop import RunError, load_run_config, restore_run
+
+
+# What an evaluation may change: the planner holds no trained parameters, so a checkpoint acts with any planner
+# settings (more candidates, iterations or another horizon than in training); every other section shapes the
+# trained state or the task.
+EVAL_OVERRIDE_SECTIONS = ("planner",)
+
+
+def eval_config(run_dir: Path, overrides: Sequence[str] = ()) -> Tuple[object, str]:
+    """(the run's config with `overrides` applied, the tag that names this evaluation's files).
+
+    The tag is "" without overrides (eval.json, videos/eval-<env_steps>.mp4) and "-planner-<key=value_...>"
+    with them, so an evaluation with another planner never replaces the run's own.
+    """
+    cfg = load_run_config(run_dir)
+    if not overrides:
+        return cfg, ""
+    for text in overrides:
+        section, key, _ = parse_override(text)
+        if section not in EVAL_OVERRIDE_SECTIONS:
+            raise RunError(
+                f"eval override '{text}': only planner.* may change at evaluation (the planner holds no trained "
+                f"parameters; {section}.{key} shapes what the run trained or the task)"
+            )
+    cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides))
+    return cfg, "-planner-" + re.sub(r"[^A-Za-z0-9.=_-]+", "", "_".join(o.split(".", 1)[1] for o in overrides))
 
 
 def _what_to_evaluate(run_dir: Path, cfg, agent, obs_size: int):
@@ -45,6 +73,7 @@ def evaluate_run(
     width: int = 320,
     height: int = 240,
     seed_index: Optional[int] = None,
+    overrides: Sequence[str] = (),
 ) -> dict:
     """Runs `episodes` deterministic episodes of the run's policy; writes eval.json.
 
@@ -55,10 +84,13 @@ def evaluate_run(
 
     With `video`, also writes RUN_DIR/videos/eval-<env_steps>.mp4 of the first
     `video_episodes` of those episodes (see mjxmbrl/video.py).
+
+    `overrides` (planner.KEY=VALUE) evaluate a planning agent's checkpoint with another planner, e.g. the
+    paper's candidates where training used fewer; eval-planner-<overrides>.json (and video) then hold the result.
     """
     if episodes <= 0:
         raise RunError(f"--episodes must be positive, got {episodes}")
-    cfg = load_run_config(run_dir)
+    cfg, tag = eval_config(run_dir, overrides)
     seeds, stacked = seed_values(cfg.train), is_stacked(cfg)
     if seed_index is not None and not 0 <= seed_index < len(seeds):
         raise RunError(f"--seed-index {seed_index} is out of range: {run_dir} trained {len(seeds)} seed(s), indices 0..{len(seeds) - 1}")
@@ -75,6 +107,8 @@ def evaluate_run(
     env = make_eval_env(cfg.env, episodes)
     agent = build_agent(cfg, make_replay(2 * cfg.env.num_envs, cfg.env.num_envs, env.observation_size, env.action_size))
     actor, params, env_steps, source = _what_to_evaluate(run_dir, cfg, agent, env.observation_size)
+    if tag and source == "policy export":
+        raise RunError(f"{run_dir} acts with its policy alone ({cfg.agent.name}): planner overrides would change nothing")
     if video:  # the same episodes, in a rollout that also keeps the first call's simulator states to film
         from mjxmbrl.cli.video import EvalVideo
 
@@ -103,11 +137,12 @@ def evaluate_run(
         "return_std": float(returns.std()),
         "returns": [float(r) for r in returns],
         "train_seeds": [seeds[i] for i in indices],
+        **({"overrides": list(overrides)} if overrides else {}),
         "per_seed": per_seed,
     }
     if policy_only is not None:
         summary["policy_return_mean"] = float(np.mean([p["policy_return_mean"] for p in per_seed]))
     if video:
-        summary.update(recorder.write(env_steps))
-    (run_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary.update(recorder.write(env_steps, tag))
+    (run_dir / f"eval{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -355,11 +355,11 @@ class EvalVideo:
             self.trajectory = traj
         return traj
 
-    def write(self, env_steps: int) -> dict:
+    def write(self, env_steps: int, tag: str = "") -> dict:
         if self.trajectory is None:
             raise VideoError("EvalVideo.write needs an evaluate() call first")
         frames = render_frames(self.mj_model, self.trajectory, self.video_episodes, self.width, self.height, self.camera)
-        path = write_mp4(self.run_dir / VIDEO_DIR / f"eval-{int(env_steps)}.mp4", frames, self.fps)
+        path = write_mp4(self.run_dir / VIDEO_DIR / f"eval-{int(env_steps)}{tag}.mp4", frames, self.fps)
         log_video_to_wandb(self.run_dir, self.log_cfg, path, env_steps)
         return {
             "video": str(path),
