@@ -81,6 +81,12 @@ def test_eval_command(finished_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert len(result["returns"]) == 3 and result["source"] == "policy export"
+    # planner overrides: one clear error for another section, and for an agent that acts by its policy alone
+    before = (finished_run / "eval.json").read_text()
+    for override, message in (("train.seed=3", "only planner.* may change"), ("planner.name=none", "acts with its policy alone")):
+        proc = cli("eval", finished_run, override, "--episodes", "1")
+        assert proc.returncode == 1 and message in error_line(proc), proc.stderr[-2000:]
+    assert (finished_run / "eval.json").read_text() == before and not list(finished_run.glob("eval-planner-*"))
 
 
 def test_list_and_plot(finished_run, tmp_path):
