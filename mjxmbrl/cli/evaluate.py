@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from mjxmbrl.agents import EVAL, POLICY, build_agent
-from mjxmbrl.config import apply_overrides, config_from_dict, config_to_dict, parse_override, seed_values
+from mjxmbrl.config import load_config, parse_override, seed_values
 from mjxmbrl.envs import init_stats
 from mjxmbrl.replay import make_replay
 from mjxmbrl.rollout import (
@@ -48,7 +48,7 @@ def eval_config(run_dir: Path, overrides: Sequence[str] = ()) -> Tuple[object, s
                 f"eval override '{text}': only planner.* may change at evaluation (the planner holds no trained "
                 f"parameters; {section}.{key} shapes what the run trained or the task)"
             )
-    cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides))
+    cfg = load_config(Path(run_dir) / "config.yaml", overrides)  # the saved config, as load_run_config reads it
     return cfg, "-planner-" + re.sub(r"[^A-Za-z0-9.=_-]+", "", "_".join(o.split(".", 1)[1] for o in overrides))
 
 
