@@ -28,7 +28,9 @@ from mjxmbrl.experiments import (
     Experiment,
     ExperimentError,
     Published,
+    full_citation,
     get_experiment,
+    list_experiments,
     register,
     unregister,
 )
@@ -199,6 +201,16 @@ def test_results_table_math(tmp_path):
     assert "| task | Other |" in text and text.count("| toy_reach | 90 |") == 1 and "| toy_reach | – |" not in text
     for needle in ("budget `smoke`", "300 env steps", "2025-01-01", "test machine", "`mjxmbrl reproduce table-test`"):
         assert needle in text
+
+
+def test_every_experiment_cites_its_paper_in_full(tmp_path):
+    # results.md travels without the README's reference list: authors, title (quoted), year and arXiv id
+    for e in list_experiments():
+        full = full_citation(e.paper)
+        assert full != e.paper and full.count('"') >= 2 and "arXiv:" in full, e.name
+    e = get_experiment("gradmpc-dmc100k")
+    text = results_markdown(e, e.budgets["smoke"], [], seeds=1, command="c", date="d", machine="m")
+    assert 'Paper: S V, Jalagam, LeCun, Sobal 2023, "Gradient-based Planning with World Models", arXiv:2312.17227; Table 1' in text
 
 
 def test_reference_table_has_one_row_per_task():

@@ -53,6 +53,7 @@ from mjxmbrl.experiments import (
     Experiment,
     ExperimentError,
     Published,
+    full_citation,
     get_experiment,
 )
 from mjxmbrl.run.disk import atomic_write
@@ -546,7 +547,7 @@ def results_markdown(
         f"# Reproduction: {experiment.name} (budget `{budget.name}`)",
         "",
         f"{experiment.description}.",
-        f"Paper: {experiment.paper}, {experiment.table}.",
+        f"Paper: {full_citation(experiment.paper)}; {experiment.table}.",
         "",
         f"- budget: `{budget.name}`: {budget.total_env_steps} env steps (action repeat counted), eval every "
         f"{budget.eval_every} env steps over {budget.eval_episodes} episodes, {seeds} seed(s) per cell"

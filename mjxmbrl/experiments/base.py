@@ -116,10 +116,38 @@ class Cell:
         return SHIPPED_CONFIGS.joinpath(*path.parts[1:])
 
 
+# The full reference (authors, title, year, arXiv id) of each short citation an experiment's `paper` uses:
+# results.md is read without the README's reference list, so it cites the paper in full.
+REFERENCES = {
+    "Amos et al. 2021 (arXiv:2008.12775)":
+        'Amos, Stanton, Yarats, Wilson 2021, "On the model-based stochastic value gradient for continuous '
+        'reinforcement learning", arXiv:2008.12775',
+    "Byravan et al. 2022 (arXiv:2110.03363)":
+        'Byravan, Hasenclever, Trochim, Mirza, Ialongo, Tassa, Springenberg, Abdolmaleki, Heess, Merel, '
+        'Riedmiller 2022, "Evaluating model-based planning and planner amortization for continuous control", '
+        'arXiv:2110.03363',
+    "Lowrey et al. 2019 (arXiv:1811.01848)":
+        'Lowrey, Rajeswaran, Kakade, Todorov, Mordatch 2019, "Plan Online, Learn Offline: Efficient Learning '
+        'and Exploration via Model-Based Control", arXiv:1811.01848',
+    "S V et al. 2023 (arXiv:2312.17227)":
+        'S V, Jalagam, LeCun, Sobal 2023, "Gradient-based Planning with World Models", arXiv:2312.17227',
+    "public SAC from states: TD-MPC2 (arXiv:2310.16828) and SimbaV2 (arXiv:2502.15280) result files":
+        'the SAC result files of Hansen, Su, Wang 2024, "TD-MPC2: Scalable, Robust World Models for Continuous '
+        'Control", arXiv:2310.16828, and of Lee et al. 2025, "Hyperspherical Normalization for Scalable Deep '
+        'Reinforcement Learning", arXiv:2502.15280',
+}
+
+
+def full_citation(paper: str) -> str:
+    """The full reference of a short citation (`REFERENCES`); an unknown one is returned as it is."""
+    return REFERENCES.get(paper, paper)
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     name: str
-    paper: str  # short citation: first author et al., year, arXiv id, e.g. "Amos et al. 2021 (arXiv:2008.12775)"
+    paper: str  # short citation: first author et al., year, arXiv id, e.g. "Amos et al. 2021 (arXiv:2008.12775)";
+    # a key of REFERENCES, which holds the full one that results.md prints
     table: str  # which table of the paper, e.g. "Table 1 (DM Control 100k)"
     description: str
     cells: Tuple[Cell, ...]
