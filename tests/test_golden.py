@@ -5,7 +5,7 @@ SAC-SVG(2) runs, trained on the commit named in golden.json, before the train st
 (issue 15). On a CPU with the recorded CPU flags every logged number (losses, alpha, Q, model errors,
 train and eval returns) must be bit-identical. XLA compiles for the host CPU, so another CPU model may
 round differently and an RL run then drifts; there the env numbers of the random-action warm-up rows (the env and
-the key stream alone) must still agree to float precision, and the learning rows are compared only on
+the key stream alone) must still agree to float32 precision (relative 1e-4), and the learning rows are compared only on
 the recorded CPU.
 """
 
@@ -55,7 +55,9 @@ def test_metrics_match_the_recording(tmp_path, name):
             # A warm-up row's env numbers come from random actions alone; its learner/model keys (the first
             # update, at the end of the warm-up) are learning and may round differently on this CPU.
             env_keys = [k for k in keys if not k.startswith(("learner/", "model/"))]
-            assert {k: row[k] for k in env_keys} == pytest.approx({k: gold[k] for k in env_keys}, rel=1e-5, abs=1e-6)
+            # float32 physics summed over the warm-up episodes: on an AMD EPYC the return differed from the
+            # recording by 1.9e-5 relative (114.0885 vs 114.0863, 2026-12-06); another env or key stream moves it by far more
+            assert {k: row[k] for k in env_keys} == pytest.approx({k: gold[k] for k in env_keys}, rel=1e-4, abs=1e-6)
         else:
             continue
         compared += 1
