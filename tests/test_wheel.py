@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -72,6 +73,11 @@ def test_readme_command_runs_from_the_installed_wheel_outside_the_checkout(wheel
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
+    # the dependencies come from the interpreter running the tests, also when that is itself a venv (whose packages
+    # --system-site-packages does not see); its editable mjxmbrl stays out: nested .pth files are not processed
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
         check=True, capture_output=True, text=True, timeout=300,
