@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from mjxmbrl.agents import EVAL, POLICY, build_agent
-from mjxmbrl.config import load_config, parse_override, seed_values
+from mjxmbrl.config import parse_override, seed_values
 from mjxmbrl.envs import init_stats
 from mjxmbrl.replay import make_replay
 from mjxmbrl.rollout import (
@@ -38,9 +38,8 @@ def eval_config(run_dir: Path, overrides: Sequence[str] = ()) -> Tuple[object, s
     The tag is "" without overrides (eval.json, videos/eval-<env_steps>.mp4) and "-planner-<key=value_...>"
     with them, so an evaluation with another planner never replaces the run's own.
     """
-    cfg = load_run_config(run_dir)
     if not overrides:
-        return cfg, ""
+        return load_run_config(run_dir), ""
     for text in overrides:
         section, key, _ = parse_override(text)
         if section not in EVAL_OVERRIDE_SECTIONS:
@@ -48,8 +47,7 @@ def eval_config(run_dir: Path, overrides: Sequence[str] = ()) -> Tuple[object, s
                 f"eval override '{text}': only planner.* may change at evaluation (the planner holds no trained "
                 f"parameters; {section}.{key} shapes what the run trained or the task)"
             )
-    cfg = load_config(Path(run_dir) / "config.yaml", overrides)  # the saved config, as load_run_config reads it
-    return cfg, "-planner-" + re.sub(r"[^A-Za-z0-9.=_-]+", "", "_".join(o.split(".", 1)[1] for o in overrides))
+    return load_run_config(run_dir, overrides), "-planner-" + re.sub(r"[^A-Za-z0-9.=_-]+", "", "_".join(o.split(".", 1)[1] for o in overrides))
 
 
 def _what_to_evaluate(run_dir: Path, cfg, agent, obs_size: int):

@@ -25,7 +25,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
@@ -33,6 +33,7 @@ import numpy as np
 from mjxmbrl.config import (
     Config,
     ConfigError,
+    apply_overrides,
     config_from_dict,
     config_to_dict,
     read_yaml,
@@ -90,11 +91,12 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def load_run_config(run_dir: Path) -> Config:
+def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> Config:
+    """The config a run saved, with `overrides` ("section.key=value") applied on top."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run directory (no config.yaml)")
-    return config_from_dict(read_yaml(path))
+    return config_from_dict(apply_overrides(read_yaml(path), overrides))
 
 
 def restore_run(run_dir: Path, seed_index: Optional[int] = None):
