@@ -182,3 +182,25 @@ def test_polo_trains_and_evaluates_through_the_cli_and_logs_coverage(tmp_path):
     assert 0 < rows[0]["env/coverage"] <= rows[1]["env/coverage"] <= 1
     summary = json.loads((tmp_path / "polo" / "summary.json").read_text())
     assert summary["finished"] and summary["env_steps"] == 40
+
+
+@pytest.mark.parametrize("name, horizons, repeat", [("polo-horizon", (4, 8, 16, 32), 1), ("polo-inhand", (4, 8, 16), 2)])
+def test_horizon_experiments_pair_mpc_alone_with_polo_at_each_horizon(tmp_path, name, horizons, repeat):
+    from mjxmbrl.cli.reproduce import plan_runs
+    from mjxmbrl.experiments import get_experiment
+
+    e = get_experiment(name)
+    for budget in ("small", "paper"):
+        planned = plan_runs(e, e.budgets[budget], 1, tmp_path)
+        by_cell = {p.cell.id: p.cfg for p in planned}
+        for h in horizons:
+            mpc = next(cfg for cid, cfg in by_cell.items() if cid.startswith("mpc-") and cid.endswith(f"-h{h}"))
+            polo = next(cfg for cid, cfg in by_cell.items() if cid.startswith("polo-") and cid.endswith(f"-h{h}"))
+            # the pair differs in the terminal value only: MPC alone plans without it, POLO with the optimistic one
+            assert (mpc.planner.horizon, polo.planner.horizon) == (h, h)
+            assert (mpc.planner.value, polo.planner.value) == ("none", "optimistic")
+            assert mpc.planner.num_samples == polo.planner.num_samples and mpc.env == polo.env
+            assert mpc.env.action_repeat == repeat and mpc.train.total_env_steps == e.budgets[budget].total_env_steps
+    assert not any(tmp_path.iterdir()), "planning runs writes nothing"
+    inhand = get_experiment("polo-inhand")
+    assert inhand.metrics[0] == "eval/return" and inhand.budgets["small"].total_env_steps == 2500  # Fig. 3's in-hand life

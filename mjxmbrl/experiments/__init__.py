@@ -21,7 +21,7 @@ from mjxmbrl.experiments.base import (
 from mjxmbrl.experiments import byravan  # noqa: F401  (registers byravan-dmc, byravan-dmc-fig20, byravan-dmc-ablations, byravan-transfer)
 from mjxmbrl.experiments import dmc100k_sac  # noqa: F401  (registers dmc100k-sac)
 from mjxmbrl.experiments import gradmpc  # noqa: F401  (registers gradmpc-dmc100k, gradmpc-sparse, gradmpc-candidates)
-from mjxmbrl.experiments import polo  # noqa: F401  (registers polo-exploration, polo-horizon)
+from mjxmbrl.experiments import polo  # noqa: F401  (registers polo-exploration, polo-horizon, polo-inhand)
 from mjxmbrl.experiments import sac_states  # noqa: F401  (registers sac-states)
 from mjxmbrl.experiments import svg  # noqa: F401  (registers svg-table2, svg-horizons-dmc)
 
