@@ -201,6 +201,12 @@ def test_results_table_math(tmp_path):
     assert "| task | Other |" in text and text.count("| toy_reach | 90 |") == 1 and "| toy_reach | – |" not in text
     for needle in ("budget `smoke`", "300 env steps", "2025-01-01", "test machine", "`mjxmbrl reproduce table-test`"):
         assert needle in text
+    assert "the final `eval/return` of each seed (mean over its eval episodes at the last evaluation)" in text
+    # a metric logged in training is not described as an evaluation's
+    life = dataclasses.replace(TABLE_EXPERIMENT, metrics=("train/reward",))
+    text = results_markdown(life, life.budgets["smoke"], [], seeds=1, command="c", date="d", machine="m")
+    assert "the final `train/reward` of each seed (its value in the last metrics row that has it)" in text
+    assert "eval episodes" not in text
 
 
 def test_every_experiment_cites_its_paper_in_full(tmp_path):

@@ -526,6 +526,13 @@ def reference_rows(results: Sequence[CellResult]) -> List[tuple]:
     return rows
 
 
+def final_value_meaning(metric: str) -> str:
+    """How the final value of `metric` was formed, for the report's sentence on "ours"."""
+    if metric.startswith("eval/"):
+        return "mean over its eval episodes at the last evaluation"
+    return "its value in the last metrics row that has it"
+
+
 def results_markdown(
     experiment: Experiment,
     budget: Budget,
@@ -566,7 +573,7 @@ def results_markdown(
         lines.append(f"- left out (not finished when this report was written): {item}")
     lines += [
         "",
-        f"Ours: the final `{metric}` of each seed (mean over its eval episodes at the last evaluation), "
+        f"Ours: the final `{metric}` of each seed ({final_value_meaning(metric)}), "
         "then mean ± sample std (ddof 1) over seeds; `–` where there is no std (one seed) or no number. "
         + "".join(f"Column {metric_label(m)}: the same for `{m}`. " for m in others)
         + f"Paper: {'; '.join(sources) if sources else 'no published number'}. Delta = ours - paper (means).",
