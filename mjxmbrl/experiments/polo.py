@@ -19,7 +19,8 @@ reports the return of the lifetime's behaviour, not of separate evaluation episo
 H = 4, 8 and 16 agent steps on `FingerReorient`, the suite's substitute for the Adroit hand (the finger
 turns a hinged spinner to a target angle re-drawn every 75 control steps), after a 2500-step life. Its
 metric is the return of one 1000-step evaluation episode (`eval/return`; the paper's "average reward
-over 1000 steps" times 1000), with the life's mean reward per control step beside it.
+over 1000 steps" times 1000), with the life's last logged mean reward per agent step (`train/reward`:
+two control steps' rewards summed) beside it.
 
 The paper gives curves only (no table), so no cell has a published number.
 """
@@ -168,7 +169,8 @@ POLO_INHAND = register(
             "die, with App. B's orientation term as the reward (-angle(tip, target) / pi per control step, in [-1, 0]; "
             "a spinner left where it starts expects -0.5). Action repeat 2 and noise 0.5 are ours: with App. B's "
             "white noise no candidate reaches the spinner (docs/polo.md). The paper gives curves only. Ours is the "
-            "eval return of one 1000-step episode after the life, and the life's last logged mean reward per step."
+            "eval return of one 1000-step episode after the life, and the life's last logged mean reward per agent step "
+            "(`train/reward`: two control steps' rewards summed)."
         ),
         metrics=("eval/return", "train/reward"),
     )
