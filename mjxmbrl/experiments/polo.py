@@ -27,6 +27,8 @@ The paper gives curves only (no table), so no cell has a published number.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mjxmbrl.experiments.base import Budget, Cell, Experiment, register
 
 PAPER = "Lowrey et al. 2019 (arXiv:1811.01848)"
@@ -87,14 +89,21 @@ HORIZONS = (4, 8, 16, 32)
 NSTEP = (1, 4, 16)
 
 
+def _mpc_polo_pairs(task: str, config: str, action_repeat: int, horizons: tuple) -> tuple:
+    """Fig. 3's pairs: per horizon H (agent steps), MPC alone (no terminal value) and POLO, cells `*-hH`."""
+    return tuple(
+        Cell(method, task, config, action_repeat, overrides=value + (f"planner.horizon={h}",), setting=f"h{h}")
+        for h in horizons
+        for method, value in (("mpc", ("planner.value=none",)), ("polo", ()))
+    )
+
+
 def _horizon_cells(task: str, config: str) -> tuple:
-    cells = []
-    for h in HORIZONS:
-        cells.append(Cell("mpc", task, config, 1, overrides=("planner.value=none", f"planner.horizon={h}"), setting=f"h{h}"))
-        cells.append(Cell("polo", task, config, 1, overrides=(f"planner.horizon={h}",), setting=f"h{h}"))
-    for n in NSTEP:
-        cells.append(Cell("polo", task, config, 1, overrides=("planner.horizon=8", f"agent.target_horizon={n}"), setting=f"h8-n{n}"))
-    return tuple(cells)
+    nstep = tuple(
+        Cell("polo", task, config, 1, overrides=("planner.horizon=8", f"agent.target_horizon={n}"), setting=f"h8-n{n}")
+        for n in NSTEP
+    )
+    return _mpc_polo_pairs(task, config, 1, HORIZONS) + nstep
 
 
 POLO_HORIZON = register(
@@ -131,15 +140,8 @@ POLO_HORIZON = register(
 # ---- polo-inhand ---------------------------------------------------------------------------------
 
 INHAND_HORIZONS = (4, 8, 16)  # agent steps of 2 control steps (0.16, 0.32, 0.64 s); the config plans 16
+INHAND_LIFE = Budget("small", total_env_steps=2500, eval_every=2500, eval_episodes=1, seeds=1, overrides=("log.wandb=disabled",))
 
-
-def _inhand_cells() -> tuple:
-    config = "configs/polo/finger_reorient.yaml"
-    return tuple(
-        Cell(method, "finger_reorient", config, 2, overrides=value + (f"planner.horizon={h}",), setting=f"h{h}")
-        for h in INHAND_HORIZONS
-        for method, value in (("mpc", ("planner.value=none",)), ("polo", ()))
-    )
 
 
 POLO_INHAND = register(
@@ -152,17 +154,15 @@ POLO_INHAND = register(
             "re-drawn every 75 control steps, unseen by the planner): MPC alone (no value) and POLO at H = 4, 8, 16 "
             "agent steps, one 2500-step life, then one 1000-step evaluation episode"
         ),
-        cells=_inhand_cells(),
+        cells=_mpc_polo_pairs("finger_reorient", "configs/polo/finger_reorient.yaml", 2, INHAND_HORIZONS),
         budgets={
             "smoke": Budget("smoke", total_env_steps=100, eval_every=100, eval_episodes=1, seeds=1,
                             overrides=("train.log_every=50", "planner.num_samples=8", "agent.target_samples=2",
                                        "env.episode_length=100", "log.wandb=disabled")),
             # App. B's settings are the config's (80 trajectories, K = 6 of 2 x 64, Z = 25, G = 16, n = 16);
-            # the budgets differ in seeds only
-            "small": Budget("small", total_env_steps=2500, eval_every=2500, eval_episodes=1, seeds=1,
-                            overrides=("log.wandb=disabled",)),
-            "paper": Budget("paper", total_env_steps=2500, eval_every=2500, eval_episodes=1, seeds=3,
-                            overrides=("log.wandb=disabled",)),
+            # `paper` is `small` with 3 seeds
+            "small": INHAND_LIFE,
+            "paper": dataclasses.replace(INHAND_LIFE, name="paper", seeds=3),
         },
         notes=(
             "The suite has no hand: DM Control's finger and its hinged spinner stand in for the Adroit hand and its "
