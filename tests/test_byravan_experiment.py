@@ -1,6 +1,7 @@
 """The Byravan et al. 2022 (arXiv:2110.03363) experiments of `mjxmbrl reproduce`: registry, configs, and the
 two-metric report (the actor's `eval/return` and the policy's `eval/policy_return`) on hand-made runs."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_byravan_fig20_cells(tmp_path):
 
 def test_byravan_ablation_cells(tmp_path):
     e = get_experiment("byravan-dmc-ablations")
-    assert e.methods == ("mpc-mpo-bc",) and set(e.tasks) == {"walker_walk", "cartpole_swingup"}
+    assert e.methods == ("mpc-mpo-bc", "mpc-mpo") and set(e.tasks) == {"walker_walk", "cartpole_swingup"}
     by_id = {r.cell.id: r.cfg for r in plan_runs(e, e.budgets["smoke"], 1, tmp_path)}
     base = by_id["mpc-mpo-bc-walker_walk"]
     assert (base.planner.p_plan, base.planner.value, base.model.name) == (0.5, "none", "mlp")
@@ -84,7 +85,14 @@ def test_byravan_ablation_cells(tmp_path):
     assert (q.value, q.value_samples) == ("q", 10)
     ens = by_id["mpc-mpo-bc-walker_walk-ensemble3"].model
     assert (ens.name, ens.num_members, ens.seq_len) == ("ensemble", 3, 1)
-    assert len(plan_runs(e, e.budgets["small"], 1, tmp_path)) == 16
+    # the amortization pair with the Q bootstrap: MPC+MPO differs from MPC+MPO+BC's value-q cell only in the BC term
+    for task in ("walker_walk", "cartpole_swingup"):
+        amortized, plain = by_id[f"mpc-mpo-bc-{task}-value-q"], by_id[f"mpc-mpo-{task}-value-q"]
+        assert (plain.planner.value, plain.planner.value_samples) == ("q", 10)
+        assert (plain.agent.bc_weight, amortized.agent.bc_weight) == (0.0, 0.1)
+        assert plain.planner == amortized.planner and plain.model == amortized.model and plain.train == amortized.train
+        assert dataclasses.replace(plain.agent, bc_weight=0.1) == amortized.agent
+    assert len(plan_runs(e, e.budgets["small"], 1, tmp_path)) == 18
     paper = plan_runs(e, e.budgets["paper"], 1, tmp_path)
     assert all(r.cfg.model.batch_size == 256 and r.cfg.agent.batch_size == 256 for r in paper)
 

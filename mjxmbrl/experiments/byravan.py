@@ -198,7 +198,8 @@ BYRAVAN_DMC_ABLATIONS = register(
         table="planner ablations of MPC+MPO+BC: p_plan, samples, horizon (Sec. 5), Q bootstrap (App. F.2), PETS ensemble (App. F.4)",
         description=(
             "MPC+MPO+BC on DM Control walker walk (action repeat 2) and cartpole swingup (8) with one setting changed: "
-            "p_plan = 1, 50 or 1000 particles, horizon 5 or 20, Q bootstrap, a 3-member PETS ensemble (CPU-sized)"
+            "p_plan = 1, 50 or 1000 particles, horizon 5 or 20, Q bootstrap, a 3-member PETS ensemble (CPU-sized); "
+            "and MPC+MPO with the Q bootstrap, for the amortization comparison"
         ),
         cells=tuple(
             Cell(
@@ -211,13 +212,21 @@ BYRAVAN_DMC_ABLATIONS = register(
             )
             for task in ABLATION_TASKS
             for setting, overrides in (("", ()),) + tuple(ABLATIONS.items())
+        ) + tuple(
+            # Sec. 5.2's amortization comparison where the planner is at least as good as its policy: MPC+MPO
+            # with the same Q bootstrap, beside MPC+MPO+BC's value-q cell
+            Cell(method="mpc-mpo", task=task, config=config_of(task, "mpc-mpo"), action_repeat=CPU_TASKS[task],
+                 overrides=ABLATIONS["value-q"], setting="value-q")
+            for task in ABLATION_TASKS
         ),
         budgets=_budgets(all_planned=True),
         notes=(
             NOTES_COMMON + " The cell without a setting is the baseline (S = 250 particles, H = 10, p_plan = 0.5, no value "
             "bootstrap, the per-group MLP model). value-q bootstraps the planner's returns with the mean Q over 10 policy "
             "actions (App. F.2); ensemble3 replaces the model with a PETS ensemble of 3 members (single-step NLL, "
-            "trajectory sampling, App. F.4). A cell's own setting wins over the budget's overrides, so at `--budget smoke` "
+            "trajectory sampling, App. F.4). mpc-mpo-*-value-q is MPC+MPO (no BC term) with the same Q bootstrap: Sec. 5.2 "
+            "finds the policy of MPC+MPO+BC close to its actor and that of MPC+MPO further below, a comparison that "
+            "needs a planner at least as good as the policy (without a value, H = 10 is myopic on cartpole). A cell's own setting wins over the budget's overrides, so at `--budget smoke` "
             "samples50/samples1000/h5/h20 keep their particle count or horizon."
         ),
         metrics=METRICS,
