@@ -226,7 +226,8 @@ BYRAVAN_DMC_ABLATIONS = register(
             "actions (App. F.2); ensemble3 replaces the model with a PETS ensemble of 3 members (single-step NLL, "
             "trajectory sampling, App. F.4). mpc-mpo-*-value-q is MPC+MPO (no BC term) with the same Q bootstrap: Sec. 5.2 "
             "finds the policy of MPC+MPO+BC close to its actor and that of MPC+MPO further below, a comparison that "
-            "needs a planner at least as good as the policy (without a value, H = 10 is myopic on cartpole). A cell's own setting wins over the budget's overrides, so at `--budget smoke` "
+            "needs a planner at least as good as the policy (without a value, H = 10 is myopic on cartpole). "
+            "A cell's own setting wins over the budget's overrides, so at `--budget smoke` "
             "samples50/samples1000/h5/h20 keep their particle count or horizon."
         ),
         metrics=METRICS,
