@@ -143,7 +143,6 @@ INHAND_HORIZONS = (4, 8, 16)  # agent steps of 2 control steps (0.16, 0.32, 0.64
 INHAND_LIFE = Budget("small", total_env_steps=2500, eval_every=2500, eval_episodes=1, seeds=1, overrides=("log.wandb=disabled",))
 
 
-
 POLO_INHAND = register(
     Experiment(
         name="polo-inhand",
