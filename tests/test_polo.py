@@ -148,6 +148,27 @@ def test_shared_candidate_targets_equal_per_member_mppi_on_the_zero_plan(pointma
     assert float(jnp.std(out[1], axis=0).mean()) > 0  # the members' values differ
 
 
+def test_mean_selected_targets_score_one_candidate_per_state_with_each_member(pointmass):
+    """agent.target_select=mean: the ensemble mean picks one candidate per state, every member scores it
+    with its own value. So no member's target exceeds its own max (member), some fall below it, and the
+    members' mean target is at least the mean score of the zero plan (candidate 0 of the same draw)."""
+    env, step, states = pointmass
+    base = [*TINY, "agent.target_horizon=3", "planner.discount=0.9"]
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    values_state = ens.init(jax.random.PRNGKey(3))
+    template = env.reset_one(jax.random.PRNGKey(0))
+    out = {}
+    for samples, select in ((64, "member"), (64, "mean"), (1, "member")):
+        cfg = load_config(None, [*base, f"agent.target_samples={samples}", f"agent.target_select={select}"])
+        target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
+        out[samples, select] = np.asarray(target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs))
+    own, mean, zero_plan = out[64, "member"], out[64, "mean"], out[1, "member"]
+    assert np.all(mean <= own + 1e-6)
+    assert np.any(mean < own - 1e-4)  # the members disagree on their best candidate
+    assert np.all(mean.mean(axis=0) >= zero_plan.mean(axis=0) - 1e-6)
+    assert np.all(mean.mean(axis=0) <= own.mean(axis=0) + 1e-6)
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.name=mlp", "model.name=oracle"),
     ("planner.name=cem", "planner.name=mppi"),
@@ -155,10 +176,12 @@ def test_shared_candidate_targets_equal_per_member_mppi_on_the_zero_plan(pointma
     ("agent.kappa=0", "kappa"),
     ("agent.value_inputs=[0,4]", "distinct indices of the 4 observation entries"),
     ("agent.value_inputs=[1,1]", "distinct indices"),
+    ("agent.target_select=max", "target_select must be member"),
+    ("agent.target_select=mean agent.target_iterations=2", "needs agent.target_iterations=1"),
 ])
 def test_bad_polo_configs_are_rejected(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [*TINY, override])
+        load_config(None, [*TINY, *override.split()])
 
 
 def test_optimistic_value_needs_agent_polo():

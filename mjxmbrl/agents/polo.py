@@ -63,6 +63,11 @@ class POLOConfig:
     target_horizon: int = 8  # N of Eq. 7 (1: trajectory-centric fitted value iteration)
     target_samples: int = 32  # trajectories the N-step optimisation scores per iteration
     target_iterations: int = 1
+    # Which value picks each member's best candidate in Eq. 7 (one target round only): "member" (the
+    # paper: member k's own V_k, the max of its own scores) or "mean" (the ensemble mean picks one
+    # candidate per state; each member then scores it with its own V_k, as double Q-learning decouples
+    # selection from evaluation, so a member's optimistic errors are not what its max selects).
+    target_select: str = "member"
     # Observation entries the value networks read (App. A hand-picks them per task); () = all. The
     # point-mass worlds read the position [0, 1]: Fig. 2b's value is a function of where the mass is.
     value_inputs: Tuple[int, ...] = ()
@@ -90,6 +95,11 @@ def check_polo(cfg) -> None:
     if bad or len(set(a.value_inputs)) != len(a.value_inputs):
         size = f" of the {spec.obs_size} observation entries of {cfg.env.name}" if spec is not None else ""
         raise ConfigError(f"agent.value_inputs must be distinct indices{size}, got {list(a.value_inputs)}")
+    if a.target_select not in ("member", "mean"):
+        raise ConfigError(f"agent.target_select must be member (Eq. 7) or mean, got {a.target_select}")
+    if a.target_select == "mean" and a.target_iterations != 1:
+        raise ConfigError("agent.target_select=mean needs agent.target_iterations=1 (the members must score "
+                          "the same candidates)")
     if a.kappa <= 0 or a.lr <= 0:
         raise ConfigError("agent.kappa and agent.lr must be > 0")
     if a.target_noise < 0 or a.weight_decay < 0 or a.prior_scale < 0:
@@ -176,7 +186,8 @@ def make_nstep_target(cfg, ensemble, model):
     plan and agent.target_samples - 1 Gaussian perturbations of it) the K members score the same
     candidates, so each state is rolled out once instead of K times and only the terminal values differ;
     with more rounds each member runs its own MPPI. With N = 1 and one sample this is
-    r(s_i, 0) + gamma V_k(s_1) exactly.
+    r(s_i, 0) + gamma V_k(s_1) exactly. agent.target_select = mean: the candidate with the best score
+    under the ensemble mean, c* = argmax_c (R_c + gamma^N mean_k V_k(s_N^c)), and y_k = R_c* + gamma^N V_k(s_N^c*).
     """
     a, p = cfg.agent, cfg.planner
     core = make_rollout_core(model, p.discount, None, float(cfg.env.action_repeat),
@@ -197,8 +208,10 @@ def make_nstep_target(cfg, ensemble, model):
         shape = (a.target_samples, a.target_horizon, model_action_size(template))
         candidates = clip_actions((p.noise_sigma * jax.random.normal(k_noise, shape)).at[0].set(0.0))
         z, ret, weight = core.rollout(pp, z0, candidates, jax.random.split(k_steps, a.target_horizon))
-        values = ensemble.values(values_state, core.observe(pp, z))  # [K, S]
-        return jnp.max(ret[None] + weight[None] * values, axis=1)
+        scores = ret[None] + weight[None] * ensemble.values(values_state, core.observe(pp, z))  # [K, S]
+        if a.target_select == "mean":
+            return scores[:, jnp.argmax(jnp.mean(scores, axis=0))]
+        return jnp.max(scores, axis=1)
 
     def target(key, values_state, template, snaps, obs):
         if a.target_iterations == 1:
