@@ -99,69 +99,59 @@ def test_restored_snapshot_steps_exactly_like_the_recorded_state(pointmass):
     np.testing.assert_array_equal(a.reward, b.reward)
 
 
+ENSEMBLE_KEY, TARGET_KEY = jax.random.PRNGKey(3), jax.random.PRNGKey(4)
+
+
+def nstep_targets(pointmass, *overrides):
+    """Eq. 7 targets y [K = 3, n = 6] of the pointmass states under TINY + overrides: the same 3-member
+    ensemble and the same target key every call, so calls differ only in their settings (and so draw the
+    same candidates when target_samples is the same)."""
+    env, _, states = pointmass
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    values_state = ens.init(ENSEMBLE_KEY)
+    cfg = load_config(None, [*TINY, *overrides])
+    target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
+    template = env.reset_one(jax.random.PRNGKey(0))
+    return np.asarray(target(TARGET_KEY, values_state, template, snapshot(states), states.obs))
+
+
 def test_nstep_target_with_n_1_is_reward_plus_discounted_member_value(pointmass):
     env, step, states = pointmass
-    cfg = load_config(None, [*TINY, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9"])
-    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
-    values_state = ens.init(jax.random.PRNGKey(3))
-    model = make_model(cfg.model, cfg.env)
-    target = jax.jit(make_nstep_target(cfg, ens, model))
-    template = env.reset_one(jax.random.PRNGKey(0))
-    y = target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs)  # [K, n]
+    y = nstep_targets(pointmass, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9")
     assert y.shape == (3, 6)
     nxt = jax.vmap(lambda s: step(s, jnp.zeros(2)))(states)  # the one candidate: the zero plan
-    expected = nxt.reward[None] + 0.9 * ens.values(values_state, nxt.obs)
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    expected = nxt.reward[None] + 0.9 * ens.values(ens.init(ENSEMBLE_KEY), nxt.obs)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_nstep_target_optimises_over_candidates(pointmass):
     """More candidates and N > 1 can only find a better (never worse) return than the zero plan alone."""
-    env, step, states = pointmass
-    base = [*TINY, "agent.target_horizon=3", "planner.discount=0.9"]
-    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
-    values_state = ens.init(jax.random.PRNGKey(3))
-    template = env.reset_one(jax.random.PRNGKey(0))
-    out = {}
-    for samples in (1, 64):
-        cfg = load_config(None, [*base, f"agent.target_samples={samples}"])
-        target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
-        out[samples] = target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs)
-    assert np.all(np.asarray(out[64]) >= np.asarray(out[1]) - 1e-6)
-    assert float(jnp.mean(out[64] - out[1])) > 0
+    out = {samples: nstep_targets(pointmass, "agent.target_horizon=3", "planner.discount=0.9",
+                                  f"agent.target_samples={samples}")
+           for samples in (1, 64)}
+    assert np.all(out[64] >= out[1] - 1e-6)
+    assert float(np.mean(out[64] - out[1])) > 0
 
 
 def test_shared_candidate_targets_equal_per_member_mppi_on_the_zero_plan(pointmass):
     """One round (members share the rollouts) and two rounds (per-member MPPI) score the same zero plan
     when there is one candidate: the shared path's rollout, discounting and terminal values agree."""
-    env, step, states = pointmass
-    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
-    values_state = ens.init(jax.random.PRNGKey(3))
-    template = env.reset_one(jax.random.PRNGKey(0))
-    out = {}
-    for rounds in (1, 2):
-        cfg = load_config(None, [*TINY, "agent.target_horizon=3", "agent.target_samples=1", "planner.discount=0.9",
-                                 f"agent.target_iterations={rounds}"])
-        target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
-        out[rounds] = target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs)
+    out = {rounds: nstep_targets(pointmass, "agent.target_horizon=3", "agent.target_samples=1", "planner.discount=0.9",
+                                 f"agent.target_iterations={rounds}")
+           for rounds in (1, 2)}
     assert out[1].shape == out[2].shape == (3, 6)
     np.testing.assert_allclose(out[1], out[2], rtol=1e-5, atol=1e-6)
-    assert float(jnp.std(out[1], axis=0).mean()) > 0  # the members' values differ
+    assert float(np.std(out[1], axis=0).mean()) > 0  # the members' values differ
 
 
 def test_mean_selected_targets_score_one_candidate_per_state_with_each_member(pointmass):
     """agent.target_select=mean: the ensemble mean picks one candidate per state, every member scores it
     with its own value. So no member's target exceeds its own max (member), some fall below it, and the
     members' mean target is at least the mean score of the zero plan (candidate 0 of the same draw)."""
-    env, step, states = pointmass
-    base = [*TINY, "agent.target_horizon=3", "planner.discount=0.9"]
-    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
-    values_state = ens.init(jax.random.PRNGKey(3))
-    template = env.reset_one(jax.random.PRNGKey(0))
-    out = {}
-    for samples, select in ((64, "member"), (64, "mean"), (1, "member")):
-        cfg = load_config(None, [*base, f"agent.target_samples={samples}", f"agent.target_select={select}"])
-        target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
-        out[samples, select] = np.asarray(target(jax.random.PRNGKey(4), values_state, template, snapshot(states), states.obs))
+    out = {(samples, select): nstep_targets(pointmass, "agent.target_horizon=3", "planner.discount=0.9",
+                                            f"agent.target_samples={samples}", f"agent.target_select={select}")
+           for samples, select in ((64, "member"), (64, "mean"), (1, "member"))}
     own, mean, zero_plan = out[64, "member"], out[64, "mean"], out[1, "member"]
     assert np.all(mean <= own + 1e-6)
     assert np.any(mean < own - 1e-4)  # the members disagree on their best candidate
