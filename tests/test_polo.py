@@ -102,13 +102,18 @@ def test_restored_snapshot_steps_exactly_like_the_recorded_state(pointmass):
 ENSEMBLE_KEY, TARGET_KEY = jax.random.PRNGKey(3), jax.random.PRNGKey(4)
 
 
+def target_ensemble(env):
+    """The 3-member value ensemble (and its state) that every target test scores with."""
+    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
+    return ens, ens.init(ENSEMBLE_KEY)
+
+
 def nstep_targets(pointmass, *overrides):
     """Eq. 7 targets y [K = 3, n = 6] of the pointmass states under TINY + overrides: the same 3-member
     ensemble and the same target key every call, so calls differ only in their settings (and so draw the
     same candidates when target_samples is the same)."""
     env, _, states = pointmass
-    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
-    values_state = ens.init(ENSEMBLE_KEY)
+    ens, values_state = target_ensemble(env)
     cfg = load_config(None, [*TINY, *overrides])
     target = jax.jit(make_nstep_target(cfg, ens, make_model(cfg.model, cfg.env)))
     template = env.reset_one(jax.random.PRNGKey(0))
@@ -120,8 +125,8 @@ def test_nstep_target_with_n_1_is_reward_plus_discounted_member_value(pointmass)
     y = nstep_targets(pointmass, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9")
     assert y.shape == (3, 6)
     nxt = jax.vmap(lambda s: step(s, jnp.zeros(2)))(states)  # the one candidate: the zero plan
-    ens = make_prior_value_ensemble(env.observation_size, 3, (16, 16))
-    expected = nxt.reward[None] + 0.9 * ens.values(ens.init(ENSEMBLE_KEY), nxt.obs)
+    ens, values_state = target_ensemble(env)
+    expected = nxt.reward[None] + 0.9 * ens.values(values_state, nxt.obs)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
