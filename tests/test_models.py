@@ -121,6 +121,28 @@ def test_gru_reward_and_termination_heads():
     assert make_model(dataclasses.replace(cfg, learn_reward=False), TOY, D, A).reward is None
 
 
+@pytest.mark.parametrize("name", ["mlp", "gru", "ensemble"])
+def test_planner_reads_the_reward_and_termination_the_loss_fits(name):
+    """Model.reward / Model.termination (what planners score) give back the head losses (Eq. 11, 13) exactly."""
+    cfg = dataclasses.replace(SMALL[name], learn_reward=True, learn_termination=True)
+    model = make_model(cfg, TOY, D, A)
+    batch = random_batch(jax.random.PRNGKey(7))
+    # Observations far from zero mean and unit scale, so the heads' input normalisation matters.
+    batch = batch._replace(obs=3.0 + 5.0 * batch.obs, terminated=(batch.reward > 0.5).astype(jnp.float32))
+    params = with_stats(model.init(jax.random.PRNGKey(0)), batch)
+    _, metrics = model.loss(params, batch, jnp.ones((8, 5)), jax.random.PRNGKey(8))
+
+    def scored(obs, action):
+        z = model.initial_state(params, obs, jax.random.PRNGKey(9))
+        return model.reward(params, z, action, z), model.termination(params, z, action, z)
+
+    reward, p_done = jax.vmap(jax.vmap(scored))(batch.obs, batch.action)  # [B, T] each
+    np.testing.assert_allclose(float(metrics["model/reward_loss"]), float(jnp.mean((reward - batch.reward) ** 2)), rtol=1e-5)
+    d = batch.terminated
+    nll = -jnp.mean(d * jnp.log(p_done) + (1.0 - d) * jnp.log1p(-p_done))
+    np.testing.assert_allclose(float(metrics["model/termination_loss"]), float(nll), rtol=1e-4)
+
+
 def test_termination_loss_ignores_truncations():
     """Eq. 13 is fitted to `terminated` only: a time-limit cut is not a termination."""
     from mjxmbrl.nn.heads import termination_loss

@@ -133,6 +133,28 @@ def stats_input(params: Params, obs: jax.Array) -> jax.Array:
     return normalize_obs(params["stats"], obs)
 
 
+def learned_reward_heads(
+    reward_fn: Optional[Callable[..., jax.Array]],
+    termination_fn: Optional[Callable[..., jax.Array]],
+    observation: Callable[[Params, Any], jax.Array],
+) -> Tuple[Optional[Callable[..., jax.Array]], Optional[Callable[..., jax.Array]]]:
+    """Model.reward / Model.termination of a learned model from its heads (`nn.heads.make_heads`).
+
+    Each scores (z, action) from the model's normalised observation of z (`observation(params, z)`
+    [..., D]) and the action [..., A], next_z unused -> [...]; None where the model learns no such head.
+    """
+
+    def reward(params, z, action, next_z):
+        del next_z
+        return reward_fn(params["net"], normalize_obs(params["stats"], observation(params, z)), action)
+
+    def termination(params, z, action, next_z):
+        del next_z
+        return termination_fn(params["net"], normalize_obs(params["stats"], observation(params, z)), action)
+
+    return (reward if reward_fn is not None else None), (termination if termination_fn is not None else None)
+
+
 def default_initial_particles(initial_state: Callable[..., Any]) -> Callable[..., Any]:
     """initial_particles(params, obs, key, P, belief=None) = vmap of initial_state over P keys."""
 

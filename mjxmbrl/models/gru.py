@@ -27,6 +27,7 @@ from mjxmbrl.models.base import (
     Model,
     default_initial_particles,
     init_model_stats,
+    learned_reward_heads,
     masked_mean,
     multi_step_errors,
     normalize_obs,
@@ -104,13 +105,7 @@ def make_gru_model(cfg, obs_size: int, action_size: int) -> Model:
         del params
         return z["obs"]
 
-    def reward(params, z, action, next_z):
-        del next_z
-        return reward_fn(params["net"], normalize_obs(params["stats"], z["obs"]), action)
-
-    def termination(params, z, action, next_z):
-        del next_z
-        return termination_fn(params["net"], normalize_obs(params["stats"], z["obs"]), action)
+    reward, termination = learned_reward_heads(reward_fn, termination_fn, observation)
 
     model = Model(
         name="gru",
@@ -119,8 +114,8 @@ def make_gru_model(cfg, obs_size: int, action_size: int) -> Model:
         initial_particles=default_initial_particles(initial_state),
         step=step,
         observation=observation,
-        reward=reward if reward_fn is not None else None,
-        termination=termination if termination_fn is not None else None,
+        reward=reward,
+        termination=termination,
         loss=None,
         normalize_input=stats_input,
     )

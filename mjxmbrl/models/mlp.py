@@ -48,6 +48,7 @@ from mjxmbrl.models.base import (
     check_learned_model,
     default_initial_particles,
     init_model_stats,
+    learned_reward_heads,
     masked_mean,
     multi_step_errors,
     normalize_obs,
@@ -240,13 +241,7 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
         del params
         return z
 
-    def reward(params, z, action, next_z):
-        del next_z
-        return reward_fn(params["net"], normalize_obs(params["stats"], z), action)
-
-    def termination(params, z, action, next_z):
-        del next_z
-        return termination_fn(params["net"], normalize_obs(params["stats"], z), action)
+    reward, termination = learned_reward_heads(reward_fn, termination_fn, observation)
 
     model = Model(
         name="mlp",
@@ -255,8 +250,8 @@ def make_mlp_model(cfg, obs_size: int, action_size: int, dt: float, groups: Tupl
         initial_particles=default_initial_particles(initial_state),
         step=step,
         observation=observation,
-        reward=reward if reward_fn is not None else None,
-        termination=termination if termination_fn is not None else None,
+        reward=reward,
+        termination=termination,
         loss=None,
         normalize_input=stats_input,
     )
