@@ -100,6 +100,33 @@ def test_shift_plan_advances_the_warm_start_by_one_step():
     np.testing.assert_array_equal(shift_plan(plan, jnp.array([9.0, 8.0])), [[2.0, -2.0], [3.0, -3.0], [9.0, 8.0]])
 
 
+def test_a_predicted_termination_ends_the_return_and_drops_the_terminal_value():
+    """score = sum_t gamma^t alive_t r_t + gamma^H alive_H V: the step that terminates still pays its reward."""
+
+    def initial_state(params, obs, key, belief=None):
+        return obs
+
+    counter = Model(
+        name="counter",
+        init=lambda key: {},
+        initial_state=initial_state,
+        initial_particles=default_initial_particles(initial_state),
+        step=lambda params, z, a, key: z + 1.0,
+        observation=lambda params, z: z,
+        reward=lambda params, z, a, z1: jnp.ones(()),
+        termination=lambda params, z, a, z1: (z1[0] >= 3.0).astype(jnp.float32),  # ends on the 3rd step
+        loss=None,
+    )
+    g = 0.9
+    value_fn = lambda value_params, obs, key: jnp.full(obs.shape[:1], 100.0)  # noqa: E731
+    core = make_rollout_core(counter, g, value_fn=value_fn)
+    pp = PlanParams(model={})
+    z0 = jnp.array([[0.0], [-10.0]])  # particle 0 terminates at t = 2; particle 1 never within H = 5
+    score = np.asarray(core.score(pp, z0, jnp.zeros((2, 5, 1)), jax.random.PRNGKey(0)))
+    np.testing.assert_allclose(score[0], 1 + g + g**2, rtol=1e-6)
+    np.testing.assert_allclose(score[1], sum(g**t for t in range(5)) + g**5 * 100.0, rtol=1e-6)
+
+
 def test_gradient_planner_improves_a_quadratic_monotonically():
     target = jnp.linspace(-0.5, 0.5, 8).reshape(1, 4, 2)
 
