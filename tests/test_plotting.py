@@ -15,6 +15,7 @@ from mjxmbrl.cli.plotting import (
     plot_groups,
     plot_panels,
     seed_series,
+    value_limits,
 )
 from mjxmbrl.config import load_config, save_config
 from mjxmbrl.run.logging import MetricsWriter
@@ -95,6 +96,24 @@ def test_plot_panels_with_reference_lines(tmp_path):
         reference_lines=[[("paper", 3.0)], []],
     )
     assert is_png(out)
+
+
+def test_two_seeds_keep_the_axis_on_the_data_not_on_the_band(tmp_path, monkeypatch):
+    """A 2-seed t band is 9 std wide each side; the y-axis spans the seeds' values and references instead."""
+    assert value_limits([([0, 1], [100.0, 200.0]), ([0, 1], [0.0, float("nan")])], [300.0]) == pytest.approx((-15.0, 315.0))
+    assert value_limits([([0], [5.0])]) == pytest.approx((4.75, 5.25))  # a flat curve still gets a range
+    assert value_limits([]) is None
+    a = make_run(tmp_path / "a", ["train.seed=0"], {0: [(100, 100.0), (200, 200.0)]})
+    b = make_run(tmp_path / "b", ["train.seed=1"], {1: [(100, 0.0), (200, 300.0)]})
+    saved = {}
+    import mjxmbrl.cli.plotting as plotting
+
+    real_save = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, out: (saved.setdefault(out.name, fig), real_save(fig, out))[1])
+    plot_panels([("task", [("sac", [a, b])])], tmp_path / "panels.png", reference_lines=[[("paper", 350.0)]])
+    plot_groups([a, b], tmp_path / "groups.png")
+    assert saved["panels.png"].axes[0].get_ylim() == pytest.approx((-17.5, 367.5))
+    assert saved["groups.png"].axes[0].get_ylim() == pytest.approx((-15.0, 315.0))
 
 
 def test_plot_cli_groups_and_rejects_an_unknown_metric(tmp_path):

@@ -4,6 +4,7 @@
 mean over seeds with a 95% CI or std band; `plot_panels` does the same in one
 subplot per task (`mjxmbrl reproduce`). `seed_series` reads one run's curve
 per seed, from separate runs or from the `seed` field of a multi-seed run.
+The y-axis spans the seeds' values (`value_limits`); a wider band is cut at it.
 One run's own learning curve is `mjxmbrl.run.curves.plot_learning_curve`.
 """
 
@@ -143,6 +144,21 @@ def _group_curves(run_dirs: Sequence[Path], metric: str) -> List[Tuple[List[floa
     return [curve for run_dir in run_dirs for curve in seed_series(run_dir, metric).values()]
 
 
+def value_limits(curves: Sequence[Tuple[Sequence[float], Sequence[float]]], extra: Sequence[float] = (),
+                 margin: float = 0.05) -> Optional[Tuple[float, float]]:
+    """y-axis limits that span every seed's values (and `extra`, e.g. reference lines), widened by `margin`.
+
+    With 2-3 seeds a Student-t 95% band is wider than the data (t(0.975, 1) = 12.7), and autoscaling to
+    it flattens the curves; the band is then cut at these limits. None when there is no finite value.
+    """
+    values = [float(v) for _, ys in curves for v in ys if finite(v)] + [float(v) for v in extra if finite(v)]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    pad = margin * (hi - lo) if hi > lo else max(abs(hi), 1.0) * margin
+    return lo - pad, hi + pad
+
+
 def _draw_group(ax, curves, band: str, color: str, label: str, dotted: bool = False) -> None:
     steps, means, lo, hi, counts = aggregate_seeds(curves, band)
     n = max(counts)
@@ -182,6 +198,7 @@ def plot_groups(
     metric = _require_metric(run_dirs, metric)
     fig, ax = new_figure(title or metric)
     ax.set_ylabel(metric)
+    drawn_curves = []
     for i, (label, dirs) in enumerate(group_runs(run_dirs)):
         curves = _group_curves(dirs, metric)
         color = f"C{i % 10}"
@@ -189,6 +206,10 @@ def plot_groups(
             ax.plot([], [], color=color, linestyle=":", label=f"{label} (no '{metric}' rows)")
             continue
         _draw_group(ax, curves, band, color, label)
+        drawn_curves += curves
+    limits = value_limits(drawn_curves)
+    if limits:
+        ax.set_ylim(*limits)
     ax.legend(loc="best", fontsize=7)
     return save_figure(fig, out_png)
 
@@ -229,16 +250,20 @@ def plot_panels(
         for j, (ref_label, value) in enumerate(refs):
             ax.axhline(value, color=f"C{(len(labels) + j) % 10}", linestyle="--", linewidth=1.0, label=ref_label)
         drawn = False
+        drawn_curves = []
         for label, dirs in groups:
             curves = _group_curves([Path(d) for d in dirs], metric)
             if curves:
                 _draw_group(ax, curves, band, colors[label], label)
-                drawn = True
+                drawn, drawn_curves = True, drawn_curves + curves
             for other in dotted_metrics:
                 other_curves = _group_curves([Path(d) for d in dirs], other)
                 if other_curves:
                     _draw_group(ax, other_curves, band, colors[label], f"{label}: {other}", dotted=True)
-                    drawn = True
+                    drawn, drawn_curves = True, drawn_curves + other_curves
+        limits = value_limits(drawn_curves, [value for _, value in refs])
+        if limits:
+            ax.set_ylim(*limits)
         if not drawn:
             ax.text(0.5, 0.5, f"no '{metric}' rows yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
         if drawn or refs:
