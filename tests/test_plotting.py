@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import mjxmbrl.cli.plotting as plotting
 from mjxmbrl.cli.plotting import (
     PlotError,
     aggregate_seeds,
@@ -106,8 +107,6 @@ def test_two_seeds_keep_the_axis_on_the_data_not_on_the_band(tmp_path, monkeypat
     a = make_run(tmp_path / "a", ["train.seed=0"], {0: [(100, 100.0), (200, 200.0)]})
     b = make_run(tmp_path / "b", ["train.seed=1"], {1: [(100, 0.0), (200, 300.0)]})
     saved = {}
-    import mjxmbrl.cli.plotting as plotting
-
     real_save = plotting.save_figure
     monkeypatch.setattr(plotting, "save_figure", lambda fig, out: (saved.setdefault(out.name, fig), real_save(fig, out))[1])
     plot_panels([("task", [("sac", [a, b])])], tmp_path / "panels.png", reference_lines=[[("paper", 350.0)]])

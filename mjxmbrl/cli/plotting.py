@@ -249,21 +249,21 @@ def plot_panels(
         refs = list(reference_lines[i]) if reference_lines else []
         for j, (ref_label, value) in enumerate(refs):
             ax.axhline(value, color=f"C{(len(labels) + j) % 10}", linestyle="--", linewidth=1.0, label=ref_label)
-        drawn = False
         drawn_curves = []
         for label, dirs in groups:
             curves = _group_curves([Path(d) for d in dirs], metric)
             if curves:
                 _draw_group(ax, curves, band, colors[label], label)
-                drawn, drawn_curves = True, drawn_curves + curves
+                drawn_curves += curves
             for other in dotted_metrics:
                 other_curves = _group_curves([Path(d) for d in dirs], other)
                 if other_curves:
                     _draw_group(ax, other_curves, band, colors[label], f"{label}: {other}", dotted=True)
-                    drawn, drawn_curves = True, drawn_curves + other_curves
+                    drawn_curves += other_curves
         limits = value_limits(drawn_curves, [value for _, value in refs])
         if limits:
             ax.set_ylim(*limits)
+        drawn = bool(drawn_curves)
         if not drawn:
             ax.text(0.5, 0.5, f"no '{metric}' rows yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
         if drawn or refs:
