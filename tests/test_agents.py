@@ -219,6 +219,54 @@ def test_p_plan_zero_acts_with_the_learned_policy_and_warmup_plans_nothing():
     assert float(extras["planned"].sum()) == 0.0
 
 
+# ---- an expert planning on the simulator while a learned model is fitted (planner.through=oracle) ---------
+
+
+EXPERT = QUIET + [
+    "env.name=CartpoleSwingup", "env.action_repeat=4", "env.episode_length=40", "env.num_envs=2",
+    "agent.name=sac", "agent.hidden_sizes=[32,32]", "agent.batch_size=8",
+    "planner.name=mppi", "planner.horizon=4", "planner.num_samples=16", "planner.p_plan=1.0",
+    "train.warmup_env_steps=40", "replay.capacity=1000",
+]
+MLP = ["model.name=mlp", "model.hidden_sizes=[32]", "model.batch_size=8", "model.seq_len=2"]
+
+
+def test_planning_through_the_simulator_acts_as_the_oracle_and_fits_the_learned_model():
+    """Byravan et al. 2022 Sec. 5.1's pre-trained model is fitted on a successful agent's data: with
+    planner.through=oracle the planner rolls out the simulator (the same action as an agent with
+    model.name=oracle, not the untrained MLP's), while the run's MLP learns from the replay."""
+    expert = build(load_config(None, EXPERT + MLP + ["planner.through=oracle"]))
+    oracle = build(load_config(None, EXPERT + ["model.name=oracle"]))
+    learned = build(load_config(None, EXPERT + MLP))
+    key, steps = jax.random.PRNGKey(3), jnp.asarray(100, jnp.int32)
+
+    def eval_action(components):
+        ts = init_state(components)
+        return np.asarray(components.agent.act(key, ts.agent, ts.carry, ts.env_state, steps, EVAL)[0])
+
+    np.testing.assert_array_equal(eval_action(expert), eval_action(oracle))
+    assert not np.array_equal(eval_action(expert), eval_action(learned))
+
+    ts = init_state(expert)
+    before = ts.agent.model.params
+    ts, metrics = make_train_chunk(expert, 40)(init_state(expert))
+    assert float(metrics["model/loss"][-1]) > 0 and float(metrics["model/loss"][0]) == 0.0  # fitted after warm-up
+    assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), before, ts.agent.model.params))
+    planned = np.asarray(ts.replay.data.extras["planned"][:40])  # [rows, envs]; the warm-up's 5 rows act uniformly
+    assert planned[:5].sum() == 0 and planned[5:].min() == 1.0  # then p_plan 1: every step is the planner's
+
+
+def test_planning_through_the_simulator_needs_a_learned_model_and_an_actor_critic_agent():
+    with pytest.raises(ConfigError, match="needs a learned model.name"):
+        load_config(None, EXPERT + ["model.name=oracle", "planner.through=oracle"])
+    with pytest.raises(ConfigError, match="beside an actor-critic agent"):
+        load_config(None, QUIET + ["env.name=CartpoleSwingup", "agent.name=mpc"] + MLP + ["planner.name=mppi", "planner.through=oracle"])
+    with pytest.raises(ConfigError, match="needs an MJX task"):
+        load_config(None, QUIET + TOY_MODEL + ["planner.name=mppi", "planner.through=oracle"])
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(None, EXPERT + MLP + ["planner.through=simulator"])
+
+
 # ---- MPC alone ----------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,10 @@ The agent is a composition of parts:
   - an optional planner acting in the envs (Byravan et al. 2022, Alg. 1): per
     env and step the planner's action with probability p_plan, else the learned
     policy pi_theta's; the planner's proposal and terminal value may use the
-    learner's policy and critic, or the task-agnostic proposal.
+    learner's policy and critic, or the task-agnostic proposal. It plans
+    through the world model, or through the true simulator while the learned
+    model is fitted alongside (planner.through=oracle: an expert's data for a
+    pre-trained model, Byravan Sec. 5.1).
 
 Evaluation modes: "eval" is the actor (the planner when there is one, else the
 deterministic policy), "policy" the amortized policy's mean alone (Byravan et
@@ -84,8 +87,14 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
     if cfg.planner.name != "none":
         from mjxmbrl.planners import make_planner
 
-        planner, _, proposal = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size, learner, agnostic)
-        planning = make_planning_actor(planner, model, spec.obs_size)
+        plan_model = model
+        if cfg.planner.through == "oracle":  # plan on the simulator; the learned `model` is only fitted (its trainer)
+            from mjxmbrl.models import make_model
+            from mjxmbrl.models.oracle import OracleModelConfig
+
+            plan_model = make_model(OracleModelConfig(), cfg.env)
+        planner, _, proposal = make_planner(cfg.planner, plan_model, cfg.env, spec.obs_size, spec.action_size, learner, agnostic)
+        planning = make_planning_actor(planner, plan_model, spec.obs_size)
     acts_from_proposal = planning is not None and cfg.planner.act_from == "proposal"
     # Uniform actions on [-1, 1]^A during the warm-up: their density, for off-policy corrections.
     uniform_log_prob = -spec.action_size * jnp.log(2.0)
@@ -166,7 +175,7 @@ def make_actor_critic_agent(cfg, parts, make_learner) -> Agent:
     def plan_where_needed(key, carry, env_state, pp, progress, needed):
         """The planner's step where some env executes its action (a model with a belief plans always, since
         its filter must see every step); elsewhere zeros and `train/planning` 0, saving the plan's cost."""
-        if model.filter is not None:
+        if plan_model.filter is not None:
             action, carry, planner_state, metrics = planning.plan(key, carry, env_state, pp, progress)
             return action, carry, planner_state, {**metrics, "train/planning": jnp.ones(())}
 

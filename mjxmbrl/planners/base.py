@@ -49,6 +49,7 @@ class PlannerConfig:
         "proposal": ("gaussian", "policy", "agnostic", "mixture"),
         "value": ("none", "soft", "q", "optimistic", "dreamer"),
         "act_from": ("policy", "proposal"),
+        "through": ("model", "oracle"),
     }
 
     horizon: int = 10  # agent steps (each spans env.action_repeat control steps)
@@ -80,6 +81,11 @@ class PlannerConfig:
     # planner's proposal, e.g. Byravan Sec. 5.4's mixture of a reloaded task-agnostic proposal and the policy, "from
     # which the actor samples exclusively at the start"; agents sac/svg/mpo with a planner).
     act_from: str = "policy"
+    # What the planner rolls out while training: model (the run's model.name) | oracle (the true MJX simulator,
+    # while the run's learned model.name is still fitted on the replay alongside: a planning expert whose data
+    # trains a model, Byravan Sec. 5.1's "pre-trained model ... trained on data from a successful agent";
+    # agents sac, svg and mpo).
+    through: str = "model"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +125,24 @@ def check_planner_common(cfg) -> None:
         raise ConfigError("planner.value=dreamer is the Dreamer value on the latent: it needs agent dreamer (others: none, soft or q)")
     if cfg.model.name == "none":
         raise ConfigError("a planner needs a model: set model.name (oracle, or a learned model)")
+    if p.through == "oracle":
+        if cfg.agent.name not in ("sac", "svg", "mpo"):
+            raise ConfigError(f"planner.through=oracle fits a learned model beside an actor-critic agent (sac, svg, mpo), "
+                              f"not agent {cfg.agent.name}; plan on the simulator with model.name=oracle instead")
+        if cfg.model.name == "oracle":
+            raise ConfigError("planner.through=oracle needs a learned model.name to fit alongside (mlp, gru, ensemble, rssm); "
+                              "with model.name=oracle the planner already rolls out the simulator")
+        from mjxmbrl.models.oracle import check_oracle
+
+        check_oracle(cfg)
     spec = ENV_SPECS.get(cfg.env.name)
+    on_simulator = cfg.model.name == "oracle" or p.through == "oracle"  # the simulator's own reward scores plans
     if p.reward == "known":
-        if spec is not None and spec.reward_fn is None and cfg.model.name != "oracle":
+        if spec is not None and spec.reward_fn is None and not on_simulator:
             raise ConfigError(
                 f"planner.reward=known, but env '{cfg.env.name}' has no known reward function; use planner.reward=model"
             )
-    elif cfg.model.name in ("mlp", "ensemble") and not cfg.model.learn_reward:
+    elif cfg.model.name in ("mlp", "ensemble") and not cfg.model.learn_reward and not on_simulator:
         raise ConfigError("planner.reward=model needs a reward model: set model.learn_reward=true (or planner.reward=known)")
 
 
