@@ -332,7 +332,9 @@ def test_byravan_table1_cells_budgets_and_published_numbers(tmp_path):
             "humanoid_walk_forward": "HumanoidWalkForward", "humanoid_walk_backward": "HumanoidWalkBackward",
             "humanoid_gttp": "HumanoidGTTP"}
     assert e.tasks == tuple(envs)
-    assert e.methods == ("gaussian", "mpc-cem", "mpc-smc")
+    pretrained = ("pre-proposal", "mpc-cem-pre-proposal", "mpc-smc-pre-proposal", "pre-model-cem", "pre-model-smc",
+                  "pre-model-cem-pre-proposal", "pre-model-smc-pre-proposal")
+    assert e.methods == ("gaussian", "mpc-cem", "mpc-smc", "cem-expert") + pretrained
     assert e.cell("mpc-cem-ant_walk_forward-ground-truth").published.mean == 780.0
     assert e.cell("mpc-smc-ant_walk_backward-ground-truth").published.mean == 715.0
     assert e.cell("gaussian-ant_gttp-ground-truth").published.mean == 197.0
@@ -342,13 +344,32 @@ def test_byravan_table1_cells_budgets_and_published_numbers(tmp_path):
     assert e.cell("mpc-smc-humanoid_gttp-ground-truth").published.mean == 11.0
     assert all(c.published is not None and f"Table 1, {'OP3' if 'humanoid' in c.task else 'Ant'} " in c.published.source
                for c in e.cells)
+    assert e.cell("pre-model-smc-ant_walk_forward-pre-trained").published.mean == 231.0
+    assert e.cell("mpc-cem-pre-proposal-ant_walk_forward-pre-trained").published.mean == 1291.0
+    assert e.cell("pre-model-smc-pre-proposal-ant_walk_forward-pre-trained").published.mean == 1177.0
     sizes = {"smoke": (8, 10, 10, 1), "small": (64, 21, 200, 4), "paper": (2000, 667, 1000, 100)}
+    expert_steps = {"smoke": 40, "small": 6000, "paper": 100000}
+    expert = "cem-expert-ant_walk_forward-source"
     for name, budget in e.budgets.items():
         planned = plan_runs(e, budget, 1, tmp_path)  # every config loads and validates
-        assert len(planned) == 18 and not any(tmp_path.iterdir())
+        assert len(planned) == 26 and not any(tmp_path.iterdir())
         smc, cem, length, episodes = sizes[name]
         for run in planned:
             cfg, method = run.cfg, run.cell.method
+            if method == "cem-expert":  # the successful agent: CEM on the simulator, its data fit the model
+                assert (cfg.agent.name, cfg.model.name, cfg.planner.through, cfg.planner.p_plan) == ("mpo", "mlp", "oracle", 1.0)
+                assert cfg.agent.agnostic_proposal and cfg.train.total_env_steps == expert_steps[name]
+                assert cfg.train.warmup_env_steps < cfg.train.total_env_steps
+                continue
+            if method in pretrained:  # frozen parts of the expert's run of the same seed; no update before the eval
+                t = cfg.transfer
+                assert t.source_run == str(tmp_path / "runs" / f"{expert}-s0") and run.cell.source == expert
+                assert (t.model == "frozen") == (cfg.model.name == "mlp") == method.startswith("pre-model")
+                assert (t.proposal == "frozen") == (cfg.planner.proposal == "agnostic") == method.endswith("pre-proposal")
+                assert cfg.agent.name == "mpo" and cfg.planner.through == "model" and cfg.train.warmup_env_steps >= length
+                rollouts = cfg.planner.num_particles if cfg.planner.name == "smc" else cfg.planner.num_samples
+                assert rollouts == (1 if method == "pre-proposal" else smc if cfg.planner.name == "smc" else cem)
+                continue
             assert cfg.agent.name == "mpc" and cfg.model.name == "oracle" and cfg.planner.proposal == "gaussian"
             assert cfg.env.name == envs[run.cell.task]
             assert (cfg.env.episode_length, cfg.train.total_env_steps, cfg.train.eval_every) == (length, length, length)
