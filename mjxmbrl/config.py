@@ -256,6 +256,10 @@ def _check_ranges(cfg: Config) -> None:
 
     check_pixel_config(cfg)
     _check_transfer(cfg)
+    if getattr(cfg.planner, "through", "model") == "oracle":  # the planner rolls out the task's MJX step
+        from mjxmbrl.models.oracle import check_oracle
+
+        check_oracle(cfg)
 
 
 def _check_transfer(cfg: Config) -> None:
