@@ -247,8 +247,7 @@ def test_planning_through_the_simulator_acts_as_the_oracle_and_fits_the_learned_
     np.testing.assert_array_equal(eval_action(expert), eval_action(oracle))
     assert not np.array_equal(eval_action(expert), eval_action(learned))
 
-    ts = init_state(expert)
-    before = ts.agent.model.params
+    before = init_state(expert).agent.model.params  # its own copy: the chunk donates the state it is given
     ts, metrics = make_train_chunk(expert, 40)(init_state(expert))
     assert float(metrics["model/loss"][-1]) > 0 and float(metrics["model/loss"][0]) == 0.0  # fitted after warm-up
     assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), before, ts.agent.model.params))
