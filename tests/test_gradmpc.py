@@ -122,7 +122,14 @@ def test_every_gradmpc_cell_builds_at_every_budget(tmp_path, name):
         for run in planned:
             cfg = run.cfg
             if cfg.agent.name == "mpc":
+                pixels = run.cell.setting == "pixels"
+                assert cfg.env.pixels == cfg.model.pixels == pixels
                 updates, every = model_rate(cfg.env.action_repeat)
+                if pixels and budget.name == "small":  # the CPU pixel rate: 16 x 32 frames per 64 env steps
+                    updates, every = 1, 8
+                    assert (cfg.model.batch_size, cfg.model.seq_len) == (16, 32)
+                elif pixels and budget.name == "paper":  # A.7's batch
+                    assert (cfg.model.batch_size, cfg.model.seq_len, cfg.model.free_nats) == (50, 50, 3.0)
                 assert (cfg.model.updates_per_step, cfg.train.update_every) == (updates, every)
                 assert cfg.model.name == "rssm" and cfg.planner.reward == "model"
                 assert cfg.agent.exploration_noise == 0.3
@@ -144,6 +151,8 @@ def test_every_gradmpc_cell_builds_at_every_budget(tmp_path, name):
         paper = {c.id: c for c in e.cells}
         assert (paper["gradmpc-reacher_easy"].published.mean, paper["planet-walker_walk"].published.mean) == (663, 221)
         assert paper["dreamer-cheetah_run"].published.mean == 235
+        # Table 1's own (pixel) setting, beside the proprioceptive cells, compared with the same published column
+        assert (paper["planet-cartpole_swingup-pixels"].published.mean, paper["gradmpc-cartpole_swingup-pixels"].published.mean) == (563, 470)
     if name == "gradmpc-sparse":
         assert e.metrics == ("eval/return", "eval/policy_return")
         assert e.cell("policy_gradmpc-ball_in_cup_catch").published.mean == 725.6

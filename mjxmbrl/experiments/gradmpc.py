@@ -38,6 +38,12 @@ PLANNING_METHODS = {
     "planet": ("configs/gradmpc/planet_cartpole_swingup.yaml", "PlaNet"),
     "gradmpc": ("configs/gradmpc/gradmpc_cartpole_swingup.yaml", "Grad-MPC"),
 }
+# Table 1's own setting, 64 x 64 frames: the pixel RSSM (CNN encoder and decoder) with each planner, cartpole
+# swingup only (a pixel model update costs about 9 s on a 2-core CPU at the paper's batch: docs/gradmpc.md).
+PIXEL_METHODS = {
+    "planet": "configs/gradmpc/planet_pixels_cartpole_swingup.yaml",
+    "gradmpc": "configs/gradmpc/gradmpc_pixels_cartpole_swingup.yaml",
+}
 COLUMNS = ("PlaNet", "Dreamer", "Grad-MPC", "SAC Pixels", "CURL")
 DREAMER_CONFIG = "configs/gradmpc/dreamer_cartpole_swingup.yaml"
 # The Dreamer configs' CPU rate: one model and one behaviour update per 160 env steps, on every
@@ -75,6 +81,17 @@ def _planning_cells():
                 published=_published(row, column),
                 reference=tuple((c, _published(row, c)) for c in COLUMNS if c != column),
             )
+
+
+def _pixel_cells():
+    env_name, repeat, row = TABLE_1["cartpole_swingup"]
+    for method, config in PIXEL_METHODS.items():
+        column = PLANNING_METHODS[method][1]
+        yield Cell(
+            method=method, task="cartpole_swingup", config=config, action_repeat=repeat, setting="pixels",
+            published=_published(row, column),
+            reference=tuple((c, _published(row, c)) for c in COLUMNS if c != column),
+        )
 
 
 def dreamer_update_every(action_repeat: int) -> int:
@@ -120,6 +137,11 @@ CPU_PLANNERS = (
     ("gradmpc-*", ("planner.num_candidates=16", "planner.iterations=12")),
 )
 
+# The pixel cells on a CPU: windows of 16 x 32 frames instead of 50 x 50 (1.4 s per update alone on the 2-core
+# CPU, against 8.8 s) and one update per 8 agent steps (64 env steps) instead of 4 per 5: about 1500 updates in
+# 100k env steps, 1/40 of the paper's frames seen by the model (docs/gradmpc.md, "From pixels").
+PIXEL_CPU_RATE = ("model.batch_size=16", "model.seq_len=32", "model.updates_per_step=1", "train.update_every=8")
+
 BUDGETS = {
     # Every cell compiles and runs a few hundred steps with tiny networks and planners: minutes on a CPU.
     "smoke": Budget(
@@ -131,13 +153,14 @@ BUDGETS = {
             ("gradmpc-*", TINY_RSSM + ("planner.num_candidates=4", "planner.iterations=4", "planner.horizon=4")),
             ("dreamer-*", TINY_RSSM + TINY_DREAMER),
             ("sac-*", ("agent.hidden_sizes=[32,32]", "agent.batch_size=32")),
+            ("*-pixels", ("replay.capacity=1000",)),  # 200 agent steps; a frame pair is 98 KB
         ),
     ),
     # The protocol's 100k env steps with the paper's RSSM and training, CPU-sized planners, one seed.
     "small": Budget(
         "small", total_env_steps=100000, eval_every=20000, eval_episodes=5, seeds=1,
         overrides=("train.checkpoint_every=20000", "log.wandb=disabled"),
-        cell_overrides=CPU_PLANNERS + tuple(
+        cell_overrides=CPU_PLANNERS + (("*-pixels", PIXEL_CPU_RATE),) + tuple(
             (f"dreamer-{task}", (f"train.update_every={dreamer_update_every(repeat)}",))
             for task, (_, repeat, _) in TABLE_1.items()
         ),
@@ -164,7 +187,7 @@ GRADMPC_DMC100K = register(
         paper=PAPER,
         table="Table 1 (DM-Control 100K results); action repeats from Table 4",
         description="PlaNet, Grad-MPC, Dreamer and SAC on the DM Control 100k tasks",
-        cells=tuple(_planning_cells()) + tuple(_dreamer_cells()) + tuple(_sac_cells()),
+        cells=tuple(_planning_cells()) + tuple(_pixel_cells()) + tuple(_dreamer_cells()) + tuple(_sac_cells()),
         budgets=BUDGETS,
         notes=NOTES,
     )
