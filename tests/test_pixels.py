@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mjxmbrl.config import load_config
-from mjxmbrl.envs.pixels import dequantization_noise, pixel_spec, quantize
+from mjxmbrl.envs.pixels import dequantization_noise, frame_from_levels, frame_levels, pixel_spec, quantize
 from mjxmbrl.envs.registry import config_spec, get_spec
 from mjxmbrl.models.rssm import RSSMModelConfig, make_rssm_model
 from mjxmbrl.models.trainer import make_model_trainer
@@ -63,6 +63,45 @@ def test_quantize_keeps_bit_depth_levels_like_planet():
     assert len(np.unique(np.asarray(quantize(x, 1)))) == 2
     noise = np.asarray(dequantization_noise(jax.random.PRNGKey(0), (4096,), 5))
     assert noise.min() >= 0.0 and noise.max() < 1 / 32 and noise.std() > 0.005  # U[0, 2^-5): within one level
+
+
+@pytest.mark.parametrize("bits", [1, 5, 8])
+def test_frame_levels_round_trip_every_quantised_value(bits):
+    pixels = jnp.arange(256, dtype=jnp.uint8)  # every 8-bit value a renderer can produce
+    frames = quantize(pixels, bits)
+    levels = frame_levels(frames, bits)
+    assert levels.dtype == jnp.uint8 and int(levels.max()) == 2**bits - 1
+    np.testing.assert_array_equal(np.asarray(levels), np.asarray(pixels) >> (8 - bits))
+    np.testing.assert_array_equal(np.asarray(frame_from_levels(levels, bits)), np.asarray(frames))
+
+
+def test_pixel_replay_stores_uint8_levels_and_samples_the_frames_exactly():
+    from mjxmbrl.train import obs_codec
+    from mjxmbrl.replay import make_replay
+
+    cfg = load_config(PIXEL_CONFIG, ["env.bit_depth=6"])
+    assert obs_codec(load_config("configs/debug.yaml").env) is None  # proprioceptive observations stay float32
+    codec = obs_codec(cfg.env)
+    size, envs = 12, 2
+    plain = make_replay(8, envs, size, 1)
+    coded = make_replay(8, envs, size, 1, obs_codec=codec)
+    state, plain_state = coded.init(), plain.init()
+    assert state.data.obs.dtype == state.data.next_obs.dtype == jnp.uint8
+    assert state.data.obs.nbytes * 4 == plain_state.data.obs.nbytes
+    key = jax.random.PRNGKey(0)
+    frames = quantize(jax.random.randint(key, (5, envs, size), 0, 256), 6)  # 5 steps of 2 envs
+    for t in range(4):
+        step = Transition(obs=frames[t], action=jnp.zeros((envs, 1)), reward=jnp.full((envs,), float(t)),
+                          next_obs=frames[t + 1], terminated=jnp.zeros(envs), truncated=jnp.zeros(envs))
+        state, plain_state = coded.insert(state, step), plain.insert(plain_state, step)
+    batch, ref = coded.sample(key, state, 16), plain.sample(key, plain_state, 16)
+    assert batch.obs.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(batch.obs), np.asarray(ref.obs))
+    np.testing.assert_array_equal(np.asarray(batch.next_obs), np.asarray(ref.next_obs))
+    (seq, mask), (ref_seq, ref_mask) = coded.sample_sequences(key, state, 4, 3), plain.sample_sequences(key, plain_state, 4, 3)
+    np.testing.assert_array_equal(np.asarray(seq.obs), np.asarray(ref_seq.obs))
+    np.testing.assert_array_equal(np.asarray(seq.next_obs), np.asarray(ref_seq.next_obs))
+    np.testing.assert_array_equal(np.asarray(mask), np.asarray(ref_mask))
 
 
 def test_pixel_spec_has_frames_and_no_known_reward():

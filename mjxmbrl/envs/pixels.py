@@ -93,6 +93,17 @@ def quantize(frame: jax.Array, bit_depth: int = DEFAULT_BIT_DEPTH) -> jax.Array:
     return jnp.floor(x / 2.0 ** (8 - bit_depth)) / 2.0**bit_depth - 0.5
 
 
+def frame_levels(obs: jax.Array, bit_depth: int = DEFAULT_BIT_DEPTH) -> jax.Array:
+    """`quantize`'s float32 frames -> their uint8 levels k in [0, 2^bits) (obs = k / 2^bits - 0.5), exactly."""
+    levels = jnp.round((jnp.asarray(obs, jnp.float32) + 0.5) * 2.0**bit_depth)
+    return jnp.clip(levels, 0, 2**bit_depth - 1).astype(jnp.uint8)
+
+
+def frame_from_levels(levels: jax.Array, bit_depth: int = DEFAULT_BIT_DEPTH) -> jax.Array:
+    """The inverse of `frame_levels`: uint8 levels -> float32 frames k / 2^bits - 0.5."""
+    return levels.astype(jnp.float32) / 2.0**bit_depth - 0.5
+
+
 def dequantization_noise(key: jax.Array, shape: tuple, bit_depth: int = DEFAULT_BIT_DEPTH) -> jax.Array:
     """PlaNet's uniform dequantisation noise U[0, 2^-bits), added to quantised frames in the model loss."""
     return jax.random.uniform(key, shape, jnp.float32, 0.0, 2.0**-bit_depth)

@@ -153,7 +153,7 @@ BUDGETS = {
             ("gradmpc-*", TINY_RSSM + ("planner.num_candidates=4", "planner.iterations=4", "planner.horizon=4")),
             ("dreamer-*", TINY_RSSM + TINY_DREAMER),
             ("sac-*", ("agent.hidden_sizes=[32,32]", "agent.batch_size=32")),
-            ("*-pixels", ("replay.capacity=1000",)),  # 200 agent steps; a frame pair is 98 KB
+            ("*-pixels", ("replay.capacity=1000",)),  # 200 agent steps of 64 x 64 frames
         ),
     ),
     # The protocol's 100k env steps with the paper's RSSM and training, CPU-sized planners, one seed.

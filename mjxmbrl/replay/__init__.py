@@ -1,6 +1,7 @@
 """Device ring replay buffer with uniform and sequence sampling (see buffer.py)."""
 
 from mjxmbrl.replay.buffer import (
+    ObsCodec,
     Replay,
     ReplayState,
     gather_sequences,
@@ -14,6 +15,7 @@ from mjxmbrl.replay.buffer import (
 )
 
 __all__ = [
+    "ObsCodec",
     "Replay",
     "ReplayState",
     "gather_sequences",

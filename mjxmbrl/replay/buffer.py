@@ -14,6 +14,9 @@ and the E numbers of the agent's extras), i.e. four times that many bytes. With 
 transitions and, say, obs_size=67 and action_size=21 that is 1e6 * 159 * 4 B = 636 MB of
 device memory; size `replay.capacity` accordingly.
 
+Observations can be kept in a narrower dtype (`ObsCodec`): pixel frames are stored as their uint8 levels,
+a quarter of the float32 bytes, and decoded on every sample (train.py's `obs_codec`).
+
 Every counter (`ptr`, `size`) lives in `ReplayState`, so the buffer is saved,
 restored, donated and sharded like any other pytree. All functions are pure
 and jittable; `batch_size` and `seq_len` are static Python ints.
@@ -54,6 +57,15 @@ class ReplayState:
         return self.data.reward.shape[1]
 
 
+class ObsCodec(NamedTuple):
+    """How `obs` and `next_obs` are kept: `dtype` in the buffer, `encode` [..., obs_size] float32 -> dtype on
+    insert, `decode` dtype -> float32 on every sample. It must round-trip the env's observations exactly."""
+
+    dtype: Any
+    encode: Callable[[jax.Array], jax.Array]
+    decode: Callable[[jax.Array], jax.Array]
+
+
 class Replay(NamedTuple):
     """Pure functions of one replay buffer, bound to its sizes by `make_replay`.
 
@@ -72,21 +84,23 @@ class Replay(NamedTuple):
     sequence_starts: Callable[[PRNGKey, ReplayState, int, int], Tuple[jax.Array, jax.Array]]
 
 
-def init_replay(rows: int, num_envs: int, obs_size: int, action_size: int, extras_spec: Optional[Dict[str, Any]] = None) -> ReplayState:
+def init_replay(rows: int, num_envs: int, obs_size: int, action_size: int, extras_spec: Optional[Dict[str, Any]] = None,
+                obs_dtype: Any = jnp.float32) -> ReplayState:
     """An empty buffer: all-zero arrays [rows, num_envs, ...], ptr = size = 0.
 
     extras_spec: {name: jax.ShapeDtypeStruct of one env's value} of the extras the
     acting agent stores with every transition (Transition.extras); None or {} for none.
+    obs_dtype: the dtype of obs and next_obs (an `ObsCodec`'s; float32 without one).
     """
 
     def zeros(*shape, dtype=jnp.float32):
         return jnp.zeros((rows, num_envs, *shape), dtype)
 
     data = Transition(
-        obs=zeros(obs_size),
+        obs=zeros(obs_size, dtype=obs_dtype),
         action=zeros(action_size),
         reward=zeros(),
-        next_obs=zeros(obs_size),
+        next_obs=zeros(obs_size, dtype=obs_dtype),
         terminated=zeros(),
         truncated=zeros(),
         valid=zeros(),
@@ -227,12 +241,14 @@ def sample_sequences(
     return gather_sequences(state, starts, envs, seq_len)
 
 
-def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int, extras_spec: Optional[Dict[str, Any]] = None) -> Replay:
+def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int, extras_spec: Optional[Dict[str, Any]] = None,
+                obs_codec: Optional[ObsCodec] = None) -> Replay:
     """Binds the buffer functions to their sizes.
 
     capacity: transitions over all envs; `rows = capacity // num_envs` steps of
     each env are kept (the remainder is dropped). Device memory is
-    `rows * num_envs * (2 * obs_size + action_size + 4 + E)` float32 numbers (E: the extras).
+    `rows * num_envs * (2 * obs_size + action_size + 4 + E)` float32 numbers (E: the extras),
+    the 2 * obs_size in the codec's dtype with `obs_codec` (insert encodes, every sample decodes).
     """
     if num_envs < 1 or obs_size < 1 or action_size < 1:
         raise ValueError(
@@ -244,10 +260,26 @@ def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int, e
     if rows * num_envs >= 2**31:
         raise ValueError(f"replay: capacity={capacity} exceeds the int32 index range (2**31 transitions)")
 
+    if obs_codec is None:
+        return Replay(
+            init=lambda: init_replay(rows, num_envs, obs_size, action_size, extras_spec),
+            insert=insert,
+            sample=sample,
+            sample_sequences=sample_sequences,
+            sequence_starts=sequence_starts,
+        )
+
+    def coded(t: Transition, f: Callable[[jax.Array], jax.Array]) -> Transition:
+        return t._replace(obs=f(t.obs), next_obs=f(t.next_obs))
+
+    def sample_decoded_sequences(key, state, batch_size, seq_len):
+        batch, mask = sample_sequences(key, state, batch_size, seq_len)
+        return coded(batch, obs_codec.decode), mask
+
     return Replay(
-        init=lambda: init_replay(rows, num_envs, obs_size, action_size, extras_spec),
-        insert=insert,
-        sample=sample,
-        sample_sequences=sample_sequences,
+        init=lambda: init_replay(rows, num_envs, obs_size, action_size, extras_spec, obs_codec.dtype),
+        insert=lambda state, transition: insert(state, coded(transition, obs_codec.encode)),
+        sample=lambda key, state, batch_size: coded(sample(key, state, batch_size), obs_codec.decode),
+        sample_sequences=sample_decoded_sequences,
         sequence_starts=sequence_starts,
     )
