@@ -139,7 +139,7 @@ CPU_PLANNERS = (
 
 # The pixel cells on a CPU: windows of 16 x 32 frames instead of 50 x 50 (1.4 s per update alone on the 2-core
 # CPU, against 8.8 s) and one update per 8 agent steps (64 env steps) instead of 4 per 5: about 1500 updates in
-# 100k env steps, 1/40 of the paper's frames seen by the model (docs/gradmpc.md, "From pixels").
+# 100k env steps, 1/31 of the paper's frames seen by the model (docs/gradmpc.md, "From pixels").
 PIXEL_CPU_RATE = ("model.batch_size=16", "model.seq_len=32", "model.updates_per_step=1", "train.update_every=8")
 
 BUDGETS = {
