@@ -56,6 +56,12 @@ def _published(row: dict, column: str) -> Published:
     return Published(float(mean), float(std), f"Table 1, column '{column}' (from pixels)")
 
 
+def _compared_with(row: dict, column: str) -> dict:
+    """A Table 1 cell's `published` (its column of `row`) and `reference` (the row's other columns)."""
+    return {"published": _published(row, column),
+            "reference": tuple((c, _published(row, c)) for c in COLUMNS if c != column)}
+
+
 def model_rate(action_repeat: int) -> tuple:
     """PlaNet's collect interval, 100 model updates per 1000-step episode, as (updates, every) agent steps.
 
@@ -78,8 +84,7 @@ def _planning_cells():
             yield Cell(
                 method=method, task=task, config=config, action_repeat=repeat,
                 overrides=_task_overrides(env_name, repeat),
-                published=_published(row, column),
-                reference=tuple((c, _published(row, c)) for c in COLUMNS if c != column),
+                **_compared_with(row, column),
             )
 
 
@@ -89,8 +94,7 @@ def _pixel_cells():
         column = PLANNING_METHODS[method][1]
         yield Cell(
             method=method, task="cartpole_swingup", config=config, action_repeat=repeat, setting="pixels",
-            published=_published(row, column),
-            reference=tuple((c, _published(row, c)) for c in COLUMNS if c != column),
+            **_compared_with(row, column),
         )
 
 
@@ -111,8 +115,7 @@ def _dreamer_cells():
         yield Cell(
             method="dreamer", task=task, config=DREAMER_CONFIG, action_repeat=repeat,
             overrides=(f"env.name={env_name}", f"env.action_repeat={repeat}"),
-            published=_published(row, "Dreamer"),
-            reference=tuple((c, _published(row, c)) for c in COLUMNS if c != "Dreamer"),
+            **_compared_with(row, "Dreamer"),
         )
 
 
@@ -121,8 +124,7 @@ def _sac_cells():
         yield Cell(
             method="sac", task=task, config=f"configs/sac/{task}.yaml", action_repeat=repeat,
             overrides=sac_rate_overrides(repeat),  # Table 4's repeat, whatever our SAC default (docs/sac.md)
-            published=_published(row, "SAC Pixels"),
-            reference=tuple((c, _published(row, c)) for c in COLUMNS if c != "SAC Pixels"),
+            **_compared_with(row, "SAC Pixels"),
         )
 
 
