@@ -260,14 +260,8 @@ def make_replay(capacity: int, num_envs: int, obs_size: int, action_size: int, e
     if rows * num_envs >= 2**31:
         raise ValueError(f"replay: capacity={capacity} exceeds the int32 index range (2**31 transitions)")
 
-    if obs_codec is None:
-        return Replay(
-            init=lambda: init_replay(rows, num_envs, obs_size, action_size, extras_spec),
-            insert=insert,
-            sample=sample,
-            sample_sequences=sample_sequences,
-            sequence_starts=sequence_starts,
-        )
+    if obs_codec is None:  # float32 as given: insert casts, sampling returns the stored numbers
+        obs_codec = ObsCodec(jnp.float32, lambda obs: obs, lambda obs: obs)
 
     def coded(t: Transition, f: Callable[[jax.Array], jax.Array]) -> Transition:
         return t._replace(obs=f(t.obs), next_obs=f(t.next_obs))
