@@ -82,6 +82,9 @@ def pointmass():
     env = make_vector_env(TASK, 1, impl="jax", auto_reset=False)
     step = jax.jit(env.step_one)
     state = env.reset_one(jax.random.PRNGKey(0))
+    # Start beside the target at the origin, where the point mass's reward is not 0, so the targets'
+    # reward terms are tested too (from the random reset it stays 0 for these steps).
+    state = state.replace(data=state.data.replace(qpos=jnp.array([0.004, -0.003])))
     states = []
     for i in range(6):
         state = step(state, jnp.array([jnp.sin(i), jnp.cos(i)]))
@@ -130,6 +133,42 @@ def test_nstep_target_with_n_1_is_reward_plus_discounted_member_value(pointmass)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_reward_scale_scales_the_reward_in_the_nstep_target(pointmass):
+    """agent.reward_scale = c: with N = 1 and one sample the target is c r + gamma V_k(s_1)."""
+    env, step, states = pointmass
+    y = nstep_targets(pointmass, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9",
+                      "agent.reward_scale=0.25")
+    nxt = jax.vmap(lambda s: step(s, jnp.zeros(2)))(states)
+    ens, values_state = target_ensemble(env)
+    assert float(jnp.abs(nxt.reward).max()) > 0.01  # the reward term is not vanishing
+    expected = 0.25 * nxt.reward[None] + 0.9 * ens.values(values_state, nxt.obs)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_reward_scale_with_the_temperature_scaled_alike_plans_the_same_actions():
+    """MPC alone (no value) with reward_scale c and temperature c T weighs MPPI's candidates as with 1 and T:
+    the same actions and effective sample size, and the best planned return is c times the task's (on
+    cartpole balance, which starts upright where its reward is near 1: the point mass's is 0 away from its target)."""
+    from mjxmbrl.train import build, init_state
+
+    def act(*overrides):
+        cfg = load_config(None, [*TINY, "env.name=CartpoleBalance", "planner.value=none", "log.wandb=disabled",
+                                 "log.progress=false", *overrides])
+        components = build(cfg)
+        ts = init_state(components)
+        return components.agent.act(jax.random.PRNGKey(5), ts.agent, ts.carry, ts.env_state,
+                                    jnp.asarray(0, jnp.int32), "explore")
+
+    base, _, _, base_metrics = act("planner.temperature=0.5")
+    scaled, _, _, scaled_metrics = act("planner.temperature=0.125", "agent.reward_scale=0.25")
+    np.testing.assert_allclose(np.asarray(scaled), np.asarray(base), rtol=1e-4, atol=1e-5)
+    assert float(np.abs(base_metrics["planner/return_max"]).min()) > 1e-3
+    np.testing.assert_allclose(np.asarray(scaled_metrics["planner/return_max"]),
+                               0.25 * np.asarray(base_metrics["planner/return_max"]), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(scaled_metrics["planner/ess"]), np.asarray(base_metrics["planner/ess"]),
+                               rtol=1e-4)  # the same weighting over the candidates
+
+
 def test_nstep_target_optimises_over_candidates(pointmass):
     """More candidates and N > 1 can only find a better (never worse) return than the zero plan alone."""
     out = {samples: nstep_targets(pointmass, "agent.target_horizon=3", "planner.discount=0.9",
@@ -169,6 +208,7 @@ def test_mean_selected_targets_score_one_candidate_per_state_with_each_member(po
     ("planner.name=cem", "planner.name=mppi"),
     ("planner.value=soft", "planner.value must be optimistic"),
     ("agent.kappa=0", "kappa"),
+    ("agent.reward_scale=0", "reward_scale must be > 0"),
     ("agent.value_inputs=[0,4]", "distinct indices of the 4 observation entries"),
     ("agent.value_inputs=[1,1]", "distinct indices"),
     ("agent.target_select=max", "target_select must be member"),

@@ -71,6 +71,11 @@ class POLOConfig:
     # Observation entries the value networks read (App. A hand-picks them per task); () = all. The
     # point-mass worlds read the position [0, 1]: Fig. 2b's value is a function of where the mass is.
     value_inputs: Tuple[int, ...] = ()
+    # c: the value ensemble and the planner see c r instead of the task's reward r (reported returns stay the
+    # task's). MPPI divides returns by planner.temperature, so scaling the temperature by c too keeps its
+    # weighting over candidates; what c then changes is the scale that kappa, prior_scale, target_noise and
+    # weight_decay act on (a task whose reward is not on the paper's scale can be brought to it).
+    reward_scale: float = 1.0
 
 
 def check_polo(cfg) -> None:
@@ -100,8 +105,8 @@ def check_polo(cfg) -> None:
     if a.target_select == "mean" and a.target_iterations != 1:
         raise ConfigError("agent.target_select=mean needs agent.target_iterations=1 (the members must score "
                           "the same candidates)")
-    if a.kappa <= 0 or a.lr <= 0:
-        raise ConfigError("agent.kappa and agent.lr must be > 0")
+    if a.kappa <= 0 or a.lr <= 0 or a.reward_scale <= 0:
+        raise ConfigError("agent.kappa, agent.lr and agent.reward_scale must be > 0")
     if a.target_noise < 0 or a.weight_decay < 0 or a.prior_scale < 0:
         raise ConfigError("agent.target_noise, agent.weight_decay and agent.prior_scale must be >= 0")
 
@@ -115,7 +120,8 @@ def make_polo_agent(cfg, parts) -> Agent:
     from mjxmbrl.envs.wrappers import make_vector_env
     from mjxmbrl.planners import make_planner
 
-    a, spec, replay, model = cfg.agent, parts.spec, parts.replay, parts.model
+    a, spec, replay = cfg.agent, parts.spec, parts.replay
+    model = reward_scaled(parts.model, a.reward_scale)
     ensemble = make_prior_value_ensemble(spec.obs_size, a.num_values, a.hidden_sizes, a.activation, a.prior_scale,
                                          a.target_noise, a.weight_decay, a.lr, a.value_inputs)
     learns = cfg.planner.value == "optimistic"
@@ -126,7 +132,7 @@ def make_polo_agent(cfg, parts) -> Agent:
 
     planner = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size, value_fn=optimistic_value)[0]
     planning = make_planning_actor(planner, model, spec.obs_size)
-    nstep_target = make_nstep_target(cfg, ensemble, model)
+    nstep_target = make_nstep_target(cfg, ensemble, parts.model)
     template_env = make_vector_env(cfg.env.name, 1, impl=cfg.env.impl, episode_length=cfg.env.episode_length,
                                    action_repeat=cfg.env.action_repeat, auto_reset=False, planning=True)  # the oracle's task
     extras_spec = snapshot_spec(jax.eval_shape(template_env.reset_one, jax.random.PRNGKey(0)))
@@ -177,6 +183,14 @@ def make_polo_agent(cfg, parts) -> Agent:
     )
 
 
+def reward_scaled(model, scale: float):
+    """The model with its reward multiplied by `scale` (agent.reward_scale); the model itself when scale is 1."""
+    if scale == 1.0:
+        return model
+    reward = model.reward
+    return model._replace(reward=lambda params, z, action, z_next: scale * reward(params, z, action, z_next))
+
+
 def make_nstep_target(cfg, ensemble, model):
     """target(key, values_state, template State, snapshots {name: [n, ...]}, obs [n, D]) -> y [K, n] (Eq. 7).
 
@@ -186,10 +200,12 @@ def make_nstep_target(cfg, ensemble, model):
     plan and agent.target_samples - 1 Gaussian perturbations of it) the K members score the same
     candidates, so each state is rolled out once instead of K times and only the terminal values differ;
     with more rounds each member runs its own MPPI. With N = 1 and one sample this is
-    r(s_i, 0) + gamma V_k(s_1) exactly. agent.target_select = mean: the candidate with the best score
+    r(s_i, 0) + gamma V_k(s_1) exactly (c r with agent.reward_scale = c: `model` is the task's, scaled here).
+    agent.target_select = mean: the candidate with the best score
     under the ensemble mean, c* = argmax_c (R_c + gamma^N mean_k V_k(s_N^c)), and y_k = R_c* + gamma^N V_k(s_N^c*).
     """
     a, p = cfg.agent, cfg.planner
+    model = reward_scaled(model, a.reward_scale)  # rewards r_t on the value's scale
     core = make_rollout_core(model, p.discount, None, float(cfg.env.action_repeat),
                              lambda vp, obs, key: ensemble.member(vp[0], vp[1], obs))
 
