@@ -77,19 +77,29 @@ def test_prior_decides_the_value_far_from_the_data():
     assert spread_unseen > 5 * spread_seen
 
 
-@pytest.fixture(scope="module")
-def pointmass():
+def pointmass_states(at_target: bool):
+    """(env, jitted step, 6 states [6, ...] of one trajectory) of the point mass, from its random reset or,
+    at_target, from beside the target at the origin, where its reward is not 0 (from the reset it is 0)."""
     env = make_vector_env(TASK, 1, impl="jax", auto_reset=False)
     step = jax.jit(env.step_one)
     state = env.reset_one(jax.random.PRNGKey(0))
-    # Start beside the target at the origin, where the point mass's reward is not 0, so the targets'
-    # reward terms are tested too (from the random reset it stays 0 for these steps).
-    state = state.replace(data=state.data.replace(qpos=jnp.array([0.004, -0.003])))
+    if at_target:
+        state = state.replace(data=state.data.replace(qpos=jnp.array([0.004, -0.003])))
     states = []
     for i in range(6):
         state = step(state, jnp.array([jnp.sin(i), jnp.cos(i)]))
         states.append(state)
     return env, step, jax.tree.map(lambda *x: jnp.stack(x), *states)
+
+
+@pytest.fixture(scope="module")
+def pointmass():
+    return pointmass_states(at_target=False)
+
+
+@pytest.fixture(scope="module")
+def pointmass_at_target():
+    return pointmass_states(at_target=True)
 
 
 def test_restored_snapshot_steps_exactly_like_the_recorded_state(pointmass):
@@ -123,24 +133,25 @@ def nstep_targets(pointmass, *overrides):
     return np.asarray(target(TARGET_KEY, values_state, template, snapshot(states), states.obs))
 
 
-def test_nstep_target_with_n_1_is_reward_plus_discounted_member_value(pointmass):
-    env, step, states = pointmass
-    y = nstep_targets(pointmass, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9")
+def test_nstep_target_with_n_1_is_reward_plus_discounted_member_value(pointmass_at_target):
+    env, step, states = pointmass_at_target
+    y = nstep_targets(pointmass_at_target, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9")
     assert y.shape == (3, 6)
     nxt = jax.vmap(lambda s: step(s, jnp.zeros(2)))(states)  # the one candidate: the zero plan
+    assert float(jnp.abs(nxt.reward).min()) > 0.1  # the reward term is tested too
     ens, values_state = target_ensemble(env)
     expected = nxt.reward[None] + 0.9 * ens.values(values_state, nxt.obs)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_reward_scale_scales_the_reward_in_the_nstep_target(pointmass):
+def test_reward_scale_scales_the_reward_in_the_nstep_target(pointmass_at_target):
     """agent.reward_scale = c: with N = 1 and one sample the target is c r + gamma V_k(s_1)."""
-    env, step, states = pointmass
-    y = nstep_targets(pointmass, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9",
+    env, step, states = pointmass_at_target
+    y = nstep_targets(pointmass_at_target, "agent.target_horizon=1", "agent.target_samples=1", "planner.discount=0.9",
                       "agent.reward_scale=0.25")
     nxt = jax.vmap(lambda s: step(s, jnp.zeros(2)))(states)
     ens, values_state = target_ensemble(env)
-    assert float(jnp.abs(nxt.reward).max()) > 0.01  # the reward term is not vanishing
+    assert float(jnp.abs(nxt.reward).min()) > 0.1  # the reward term is not vanishing
     expected = 0.25 * nxt.reward[None] + 0.9 * ens.values(values_state, nxt.obs)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
