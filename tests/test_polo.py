@@ -13,12 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mjxmbrl.agents import EXPLORE
 from mjxmbrl.agents.polo import make_nstep_target
 from mjxmbrl.config import ConfigError, load_config
 from mjxmbrl.envs.snapshots import restore, snapshot
 from mjxmbrl.envs.wrappers import make_vector_env
 from mjxmbrl.learners.polo_value import make_prior_value_ensemble
 from mjxmbrl.models import make_model
+from mjxmbrl.train import build, init_state
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "PointMass"  # DM Control point mass: the cheapest MJX task with 2-D actions
@@ -160,15 +162,13 @@ def test_reward_scale_with_the_temperature_scaled_alike_plans_the_same_actions()
     """MPC alone (no value) with reward_scale c and temperature c T weighs MPPI's candidates as with 1 and T:
     the same actions and effective sample size, and the best planned return is c times the task's (on
     cartpole balance, which starts upright where its reward is near 1: the point mass's is 0 away from its target)."""
-    from mjxmbrl.train import build, init_state
-
     def act(*overrides):
         cfg = load_config(None, [*TINY, "env.name=CartpoleBalance", "planner.value=none", "log.wandb=disabled",
                                  "log.progress=false", *overrides])
         components = build(cfg)
         ts = init_state(components)
         return components.agent.act(jax.random.PRNGKey(5), ts.agent, ts.carry, ts.env_state,
-                                    jnp.asarray(0, jnp.int32), "explore")
+                                    jnp.asarray(0, jnp.int32), EXPLORE)
 
     base, _, _, base_metrics = act("planner.temperature=0.5")
     scaled, _, _, scaled_metrics = act("planner.temperature=0.125", "agent.reward_scale=0.25")

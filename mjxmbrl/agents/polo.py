@@ -201,8 +201,8 @@ def make_nstep_target(cfg, ensemble, model):
     candidates, so each state is rolled out once instead of K times and only the terminal values differ;
     with more rounds each member runs its own MPPI. With N = 1 and one sample this is
     r(s_i, 0) + gamma V_k(s_1) exactly (c r with agent.reward_scale = c: `model` is the task's, scaled here).
-    agent.target_select = mean: the candidate with the best score
-    under the ensemble mean, c* = argmax_c (R_c + gamma^N mean_k V_k(s_N^c)), and y_k = R_c* + gamma^N V_k(s_N^c*).
+    agent.target_select = mean: the candidate with the best score under the ensemble mean,
+    c* = argmax_c (R_c + gamma^N mean_k V_k(s_N^c)), and y_k = R_c* + gamma^N V_k(s_N^c*).
     """
     a, p = cfg.agent, cfg.planner
     model = reward_scaled(model, a.reward_scale)  # rewards r_t on the value's scale
