@@ -542,3 +542,17 @@ def test_bc_update_moves_the_policy_mean_toward_the_executed_action():
     after = np.abs(np.asarray(policy_mean(run.state.policy_params)) - np.asarray(action))  # about [0.07, 0.25]
     assert np.all(after < 0.5 * before), (before, after)
     assert run.metrics["learner/bc_loss"][-1] < run.metrics["learner/bc_loss"][0]
+
+
+def test_planner_q_value_is_in_the_task_reward_units():
+    """The critic's support spans returns of reward_scale * r; q_value (the planner's terminal value, added to
+    returns of the task's reward) is the same in the task's units whatever reward_scale: the same networks at
+    reward_scale 2 predict twice the return on a support twice as wide, and q_value divides it back."""
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, OBS_SIZE))
+    key = jax.random.PRNGKey(2)
+    plain = mpo.make_mpo(small_config(), OBS_SIZE, ACTION_SIZE, total_env_steps=1000, action_repeat=1)
+    scaled = mpo.make_mpo(small_config(reward_scale=2.0), OBS_SIZE, ACTION_SIZE, total_env_steps=1000, action_repeat=1)
+    state = plain.init(jax.random.PRNGKey(0))
+    base = np.asarray(plain.q_value(state, obs, key))
+    assert np.abs(base).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(scaled.q_value(state, obs, key)), base, rtol=1e-5, atol=1e-6)

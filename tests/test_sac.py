@@ -317,3 +317,17 @@ def test_critic_layer_norm_option():
     assert not any("LayerNorm" in n for n in names(normed.actor_params))  # the actor is unchanged
     with pytest.raises(MjxmbrlError, match="n_step"):
         make_sac(dataclasses.replace(SMALL, n_step=0), OBS, ACT, TOTAL)
+
+
+def test_planner_values_are_in_the_task_reward_units():
+    """The critic regresses reward_scale * r; value and q_value (a planner's terminal values, added to returns of
+    the task's reward) divide it back: the same networks give half the values at reward_scale 2."""
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, OBS))
+    key = jax.random.PRNGKey(2)
+    plain = make_sac(SMALL, OBS, ACT, TOTAL)
+    scaled = make_sac(dataclasses.replace(SMALL, reward_scale=2.0), OBS, ACT, TOTAL)
+    state = plain.init(jax.random.PRNGKey(0))
+    for fn in ("value", "q_value"):
+        base = np.asarray(getattr(plain, fn)(state, obs, key))
+        assert np.abs(base).max() > 1e-3
+        np.testing.assert_allclose(np.asarray(getattr(scaled, fn)(state, obs, key)), 0.5 * base, rtol=1e-5, atol=1e-7)

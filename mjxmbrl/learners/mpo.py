@@ -361,8 +361,9 @@ def make_mpo(cfg: MPOConfig, obs_size: int, action_size: int, total_env_steps: i
         return diag_gaussian_log_prob(mean, std, action)
 
     def q_value(state: MPOState, obs: jax.Array, key: PRNGKey) -> jax.Array:
-        """E[Z(s, a)] of the online critic at one a ~ pi(s) (Byravan App. F.2's planner value): [...]."""
-        return q_mean(state.critic_params, obs, policy_fn(state.policy_params, obs, key, False))
+        """E[Z(s, a)] / reward_scale of the online critic at one a ~ pi(s) (Byravan App. F.2's planner value, in
+        the task's reward units: the critic's returns are of reward_scale * r): [...]."""
+        return q_mean(state.critic_params, obs, policy_fn(state.policy_params, obs, key, False)) / cfg.reward_scale
 
     return Learner(
         init=init, update=update, policy_params=lambda s: s.policy_params, policy=policy_fn,

@@ -302,8 +302,12 @@ def sac_metrics(critic_loss, actor_loss, alpha_loss, alpha, log_prob, target_ent
     }
 
 
-def make_policy_fns(core: SACCore):
-    """(policy_params, policy, value, q_value) of a tanh-Gaussian actor with a critic ensemble (Learner fields)."""
+def make_policy_fns(core: SACCore, reward_scale: float = 1.0):
+    """(policy_params, policy, value, q_value) of a tanh-Gaussian actor with a critic ensemble (Learner fields).
+
+    The critic regresses `reward_scale * r`; value and q_value are a planner's terminal values, added to returns
+    of the task's reward, so they are divided by reward_scale back into the task's units.
+    """
 
     def policy_params(state: SACState) -> Params:
         return state.actor_params
@@ -319,17 +323,17 @@ def make_policy_fns(core: SACCore):
         return jnp.where(deterministic, tanh_gaussian_mode(mean), sampled)
 
     def value(state: SACState, obs: jax.Array, key: PRNGKey) -> jax.Array:
-        """Soft state value `min_i Q_i(s, a) - alpha log pi(a|s)`, a ~ pi (Eq. 6, one sample): [...]."""
+        """Soft state value `(min_i Q_i(s, a) - alpha log pi(a|s)) / reward_scale`, a ~ pi (Eq. 6, one sample): [...]."""
         mean, log_std = core.actor_dist(state.actor_params, obs)
         action, log_prob = sample_tanh_gaussian(key, mean, log_std)
         q = jnp.min(core.q(state.critic_params, obs, action), axis=0)
-        return q - jnp.exp(state.log_alpha) * log_prob
+        return (q - jnp.exp(state.log_alpha) * log_prob) / reward_scale
 
     def q_value(state: SACState, obs: jax.Array, key: PRNGKey) -> jax.Array:
-        """mean_i Q_i(s, a), a ~ pi(s), no entropy term (Byravan et al. 2022 App. F.2, one action): [...]."""
+        """mean_i Q_i(s, a) / reward_scale, a ~ pi(s), no entropy term (Byravan et al. 2022 App. F.2, one action): [...]."""
         mean, log_std = core.actor_dist(state.actor_params, obs)
         action, _ = sample_tanh_gaussian(key, mean, log_std)
-        return jnp.mean(core.q(state.critic_params, obs, action), axis=0)
+        return jnp.mean(core.q(state.critic_params, obs, action), axis=0) / reward_scale
 
     return policy_params, policy, value, q_value
 
@@ -370,7 +374,7 @@ def make_sac(
     def sample_windows(replay, key: PRNGKey, replay_state) -> Tuple[Transition, jax.Array]:
         return replay.sample_sequences(key, replay_state, cfg.batch_size, cfg.n_step)
 
-    policy_params, policy, value, q_value = make_policy_fns(core)
+    policy_params, policy, value, q_value = make_policy_fns(core, cfg.reward_scale)
     return Learner(
         init=core.init, update=update, policy_params=policy_params, policy=policy, value=value, q_value=q_value,
         sample=sample_windows if cfg.n_step > 1 else None, ready_rows=cfg.n_step,

@@ -414,7 +414,7 @@ def make_svg(
     parts = SVGParts(core, init, actor_loss_fn, critic_targets, fit_heads)
     if return_parts:
         return parts
-    policy_params_sac, policy, value_sac, q_value_sac = make_policy_fns(core)
+    policy_params_sac, policy, value_sac, q_value_sac = make_policy_fns(core, cfg.reward_scale)
     return Learner(
         init=init,
         update=update,
