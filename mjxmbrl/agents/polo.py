@@ -120,8 +120,8 @@ def make_polo_agent(cfg, parts) -> Agent:
     from mjxmbrl.envs.wrappers import make_vector_env
     from mjxmbrl.planners import make_planner
 
-    a, spec, replay = cfg.agent, parts.spec, parts.replay
-    model = reward_scaled(parts.model, a.reward_scale)
+    a, spec, replay, model = cfg.agent, parts.spec, parts.replay, parts.model
+    planning_model = reward_scaled(model, a.reward_scale)  # the planner's rewards on the value's scale
     ensemble = make_prior_value_ensemble(spec.obs_size, a.num_values, a.hidden_sizes, a.activation, a.prior_scale,
                                          a.target_noise, a.weight_decay, a.lr, a.value_inputs)
     learns = cfg.planner.value == "optimistic"
@@ -130,9 +130,10 @@ def make_polo_agent(cfg, parts) -> Agent:
         del key
         return log_sum_exp_aggregate(ensemble.values(values_state, obs), a.kappa)
 
-    planner = make_planner(cfg.planner, model, cfg.env, spec.obs_size, spec.action_size, value_fn=optimistic_value)[0]
-    planning = make_planning_actor(planner, model, spec.obs_size)
-    nstep_target = make_nstep_target(cfg, ensemble, parts.model)
+    planner = make_planner(cfg.planner, planning_model, cfg.env, spec.obs_size, spec.action_size,
+                           value_fn=optimistic_value)[0]
+    planning = make_planning_actor(planner, planning_model, spec.obs_size)
+    nstep_target = make_nstep_target(cfg, ensemble, model)  # the task's model: it scales the reward itself
     template_env = make_vector_env(cfg.env.name, 1, impl=cfg.env.impl, episode_length=cfg.env.episode_length,
                                    action_repeat=cfg.env.action_repeat, auto_reset=False, planning=True)  # the oracle's task
     extras_spec = snapshot_spec(jax.eval_shape(template_env.reset_one, jax.random.PRNGKey(0)))
