@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -70,10 +69,11 @@ def main() -> None:
         r = rows[-1]
         print(f"B={b} T={t} ({r['frames']} frames): compile + first {r['compile_and_first_s']:.1f} s, "
               f"update {r['update_s']:.2f} s, {r['ms_per_frame']:.2f} ms per frame", flush=True)
+    from mjxmbrl.cli.reproduce import machine_description
+
     record = {
         "benchmark": "pixel_update_cost", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores)",
-        "jax": jax.__version__, "backend": jax.default_backend(), "load_average": list(os.getloadavg()),
+        "machine": machine_description(),  # host, CPU model, jax, backend, load average: as `reproduce` records it
         "command": "JAX_PLATFORMS=cpu python benchmarks/pixel_update_cost.py --shapes " + " ".join(args.shapes),
         "config": CONFIG, "rows": rows,
     }
