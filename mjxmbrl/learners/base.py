@@ -30,7 +30,8 @@ class Learner(NamedTuple):
         with batch.valid = 0 (non-finite physics) get weight 0.
     policy_params(learner_state) -> params   (what the policy needs, for export)
     policy(params, obs, key, deterministic) -> action in [-1, 1]^A; obs [..., D] network inputs
-    value(learner_state, obs, key) -> [...] soft state-value estimate (planner terminal value)
+    value(learner_state, obs, key) -> [...] soft state-value estimate (planner terminal value), in the
+        task's reward units (a critic trained on reward_scale * r is divided back)
     q_value(learner_state, obs, key) -> [...] mean over the critic ensemble of Q(s, a), one
         action a ~ pi(s), no entropy term (Byravan et al. 2022 App. F.2's planner value);
         None for a learner without an action-value critic
