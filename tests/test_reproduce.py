@@ -121,6 +121,20 @@ def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
         plan_runs(drifted, drifted.budgets["smoke"], 1, tmp_path)
 
 
+def test_user_overrides_reach_every_run_after_the_budget_and_cell(tmp_path):
+    e = get_experiment("dmc100k-sac")
+    user = ("agent.hidden_sizes=[32,32]", "train.eval_episodes=3")
+    planned = plan_runs(e, e.budgets["smoke"], 2, tmp_path, overrides=user)
+    assert len(planned) == 10 and not any(tmp_path.iterdir())
+    # the smoke budget sets hidden_sizes [64, 64]: the user's comes after and wins
+    assert all(r.cfg.agent.hidden_sizes == (32, 32) and r.cfg.train.eval_episodes == 3 for r in planned)
+    # the budget's other settings, the seeds and the run layout stay reproduce's
+    assert all(r.cfg.train.total_env_steps == 2000 and r.cfg.agent.batch_size == 64 for r in planned)
+    assert planned[1].cfg.train.seed == 1 and planned[1].run_dir == tmp_path / "runs" / "sac-cartpole_swingup-s1"
+    with pytest.raises(ExperimentError, match="env.action_repeat=2, but the paper uses 8"):
+        plan_runs(e, e.budgets["smoke"], 1, tmp_path, overrides=("env.action_repeat=2",))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -130,6 +144,9 @@ def test_plan_runs_builds_every_config_and_checks_action_repeats(tmp_path):
         (["reproduce", "dmc100k-sac", "--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),
         (["reproduce", "dmc100k-sac", "--cells", "sac-*,svg-*"], "--cells 'svg-*' matches no cell of experiment 'dmc100k-sac' (cells: sac-cartpole_swingup,"),
         (["reproduce", "dmc100k-sac", "--order", "random"], "unknown --order 'random' (valid: cell, seed, task)"),
+        (["reproduce", "dmc100k-sac", "train.seed=3"], "override 'train.seed=3': reproduce sets train.seed for each run itself (use --seeds)"),
+        (["reproduce", "dmc100k-sac", "--budget", "small", "log.run_name=x"], "override 'log.run_name=x': reproduce sets log.run_name for each run itself (use --out)"),
+        (["reproduce", "dmc100k-sac", "agent.no_such_key=1"], "unknown config key 'agent.no_such_key'"),
     ],
 )
 def test_bad_reproduce_input_is_one_clear_error(tmp_path, args, message):
@@ -301,10 +318,15 @@ def test_reproduce_end_to_end_and_continue(tmp_path, toy_experiment):
     assert delta == pytest.approx(ours + 5.0, abs=0.051)
     png = (out / "results.png").read_bytes()
     assert len(png) > 1000 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    head = json.loads((out / "results.json").read_text())
+    assert head["command"] == f"mjxmbrl reproduce toy-e2e --budget smoke --seeds 1 --out {out}"
+    assert head["date"][:2] == "20" and "cpu" in head["machine"] and head["wall_s"] > 0
     # report only, asking for two seeds: nothing trains, seed 1 is listed as not finished
-    reproduce("toy-e2e", "smoke", seeds=2, out=out, log=logs.append, report_only=True)
+    # (a user's log-only override: the finished run's config still matches; the override is in the command)
+    reproduce("toy-e2e", "smoke", seeds=2, out=out, log=logs.append, report_only=True, overrides=("log.progress=true",))
     assert not (out / "runs" / "sac-toy_reach-s1").exists()
     assert "not finished when this report was written" in (out / "results.md").read_text()
+    assert json.loads((out / "results.json").read_text())["command"].endswith("--seeds 2 --out " + str(out) + " log.progress=true")
     assert json.loads((out / "results.json").read_text())["cells"][0]["seeds"] == 1
     # continuing with a second seed: the finished seed 0 is skipped, seed 1 trains in a worker process
     logs.clear()

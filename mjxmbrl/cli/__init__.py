@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -195,7 +196,8 @@ def _cmd_reproduce(args) -> int:
     from mjxmbrl.cli.reproduce import check_request, default_out_dir
 
     cells = [c for c in args.cells.split(",") if c] if args.cells else None
-    _, _, seeds = check_request(args.name, args.budget, args.seeds, args.jobs, cells, args.order)  # bad input fails before anything runs
+    overrides = list(args.overrides)
+    _, _, seeds = check_request(args.name, args.budget, args.seeds, args.jobs, cells, args.order, overrides)  # bad input fails before anything runs
     out = Path(args.out) if args.out else default_out_dir(args.name, args.budget)
     from mjxmbrl.cli.reproduce import RESULTS_MD, reproduce
 
@@ -206,9 +208,10 @@ def _cmd_reproduce(args) -> int:
     command += " --vmap-seeds" if args.vmap_seeds else ""
     command += f" --cells {args.cells}" if args.cells else ""
     command += f" --order {args.order}" if args.order != "cell" else ""
+    command += "".join(f" {shlex.quote(o)}" for o in overrides)
     reproduce(
         args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only,
-        vmap_seeds=args.vmap_seeds, cells=cells, order=args.order,
+        vmap_seeds=args.vmap_seeds, cells=cells, order=args.order, overrides=overrides,
     )
     print((out / RESULTS_MD).read_text())
     return 0
@@ -314,6 +317,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run a paper experiment and compare with the paper: mjxmbrl reproduce NAME [--budget smoke|small|paper]")
     p.add_argument("name", help="experiment name (mjxmbrl list experiments)")
+    p.add_argument(
+        "overrides", nargs="*",
+        help="dotted config overrides for every run, after the budget's and the cell's, e.g. env.impl=warp log.wandb=online",
+    )
     p.add_argument("--budget", default="smoke", help="smoke | small | paper (default smoke)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the budget's)")
     p.add_argument("--out", default=None, help="output directory (default runs/reproduce/NAME-BUDGET)")

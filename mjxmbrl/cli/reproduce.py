@@ -38,6 +38,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import signal
 import threading
@@ -71,6 +72,9 @@ RESULTS_MD = "results.md"
 RESULTS_JSON = "results.json"
 RESULTS_PNG = "results.png"
 RUN_ORDERS = ("cell", "seed", "task")
+# Keys reproduce sets for each run itself (cell_overrides): a user's override of one would break the run layout.
+RUN_KEYS = ("train.seed", "train.num_seeds", "log.runs_dir", "log.run_name", "transfer.source_run")
+RUN_KEY_HINTS = {"train.seed": "--seeds", "train.num_seeds": "--vmap-seeds", "log.runs_dir": "--out", "log.run_name": "--out"}
 
 
 def _log(message: str) -> None:
@@ -95,9 +99,17 @@ class PlannedRun:
 
 
 def check_request(
-    name: str, budget: str, seeds: Optional[int], jobs: int = 1, cells: Optional[Sequence[str]] = None, order: str = "cell"
+    name: str, budget: str, seeds: Optional[int], jobs: int = 1, cells: Optional[Sequence[str]] = None, order: str = "cell",
+    overrides: Sequence[str] = (),
 ) -> tuple[Experiment, Budget, int]:
     """(experiment with the selected cells, budget, seed count) or one ExperimentError naming what is wrong and what is valid."""
+    for override in overrides:
+        if "=" not in override:
+            raise ExperimentError(f"override '{override}' is not section.key=value")
+        key = override.split("=", 1)[0].strip()
+        if key in RUN_KEYS:
+            hint = f" (use {RUN_KEY_HINTS[key]})" if key in RUN_KEY_HINTS else ""
+            raise ExperimentError(f"override '{override}': reproduce sets {key} for each run itself{hint}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ExperimentError(f"--jobs must be a whole number >= 1, got {jobs}")
     if order not in RUN_ORDERS:
@@ -152,12 +164,16 @@ def run_name(cell: Cell | str, seed: int, num_seeds: int = 1) -> str:
     return f"{cell_id}-s{seed}" if num_seeds == 1 else f"{cell_id}-s{seed}-{seed + num_seeds - 1}"
 
 
-def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_seeds: int = 1) -> List[str]:
-    """Budget overrides, then the cell's own, then seed(s) and run location (the last word), and for a cell with a
-    source the source cell's run of the same seed(s) as transfer.source_run."""
+def cell_overrides(
+    cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_seeds: int = 1, user: Sequence[str] = ()
+) -> List[str]:
+    """Budget overrides, then the cell's own, then the user's (`mjxmbrl reproduce NAME KEY=VALUE ...`), then seed(s)
+    and run location (the last word), and for a cell with a source the source cell's run of the same seed(s) as
+    transfer.source_run."""
     return [
         *budget.config_overrides(cell.task, cell.id),
         *cell.overrides,
+        *user,
         f"train.seed={seed}",
         f"train.num_seeds={num_seeds}",
         f"log.runs_dir={runs_dir}",
@@ -165,10 +181,13 @@ def cell_overrides(cell: Cell, budget: Budget, seed: int, runs_dir: Path, num_se
     ] + ([f"transfer.source_run={runs_dir / run_name(cell.source, seed, num_seeds)}"] if cell.source else [])
 
 
-def plan_runs(experiment: Experiment, budget: Budget, seeds: int, out: Path, vmap_seeds: bool = False) -> List[PlannedRun]:
+def plan_runs(
+    experiment: Experiment, budget: Budget, seeds: int, out: Path, vmap_seeds: bool = False, overrides: Sequence[str] = ()
+) -> List[PlannedRun]:
     """Builds and validates every run's config before anything runs.
 
-    One run per (cell, seed), or with `vmap_seeds` one run per cell holding all its seeds.
+    One run per (cell, seed), or with `vmap_seeds` one run per cell holding all its seeds. `overrides`: the
+    user's dotted overrides for every run, applied after the budget's and the cell's.
     """
     from mjxmbrl.config import load_config
 
@@ -179,7 +198,7 @@ def plan_runs(experiment: Experiment, budget: Budget, seeds: int, out: Path, vma
         if not cell.config_path.is_file():
             raise ExperimentError(f"experiment '{experiment.name}', cell '{cell.id}': config file {cell.config_path} not found")
         for seed in range(0, seeds, per_run):
-            cfg = load_config(cell.config_path, cell_overrides(cell, budget, seed, runs_dir, per_run))
+            cfg = load_config(cell.config_path, cell_overrides(cell, budget, seed, runs_dir, per_run, overrides))
             if cfg.env.action_repeat != cell.action_repeat:
                 raise ExperimentError(
                     f"cell '{cell.id}': {cell.config} gives env.action_repeat={cfg.env.action_repeat}, "
@@ -709,7 +728,9 @@ def write_results(
     )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / RESULTS_MD, text.encode())
-    head = {"experiment": experiment.name, "budget": budget.name}
+    head = {"experiment": experiment.name, "budget": budget.name, "command": command, "date": date, "machine": machine}
+    if wall_s is not None:
+        head["wall_s"] = round(wall_s, 1)
     if len(experiment.metrics) > 1:
         head["metrics"] = list(experiment.metrics)
     atomic_write(out / RESULTS_JSON, (json.dumps({**head, "cells": results_json(results)}, indent=2) + "\n").encode())
@@ -739,6 +760,7 @@ def reproduce(
     vmap_seeds: bool = False,
     cells: Optional[Sequence[str]] = None,
     order: str = "cell",
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir.
 
@@ -746,15 +768,17 @@ def reproduce(
     several processes or machines into the same out dir) and list the others as not finished.
     `vmap_seeds`: each cell's seeds train together in one vmapped program (one run directory per cell).
     `cells`: glob patterns of the cell ids to run and report (all cells by default); `order`: see RUN_ORDERS.
+    `overrides`: dotted config overrides for every run (after the budget's and the cell's; not the keys in RUN_KEYS).
     """
-    experiment, b, n_seeds = check_request(name, budget, seeds, jobs, cells, order)
+    experiment, b, n_seeds = check_request(name, budget, seeds, jobs, cells, order, overrides)
     out = Path(out) if out is not None else default_out_dir(name, budget)
-    planned = order_runs(plan_runs(experiment, b, n_seeds, out, vmap_seeds), order)
+    planned = order_runs(plan_runs(experiment, b, n_seeds, out, vmap_seeds, overrides), order)
     for run in planned:
         run_status(run)  # a directory of another config is rejected before anything runs
     if command is None:
         command = f"mjxmbrl reproduce {name} --budget {budget} --seeds {n_seeds} --out {out}" + (" --vmap-seeds" if vmap_seeds else "")
         command += f" --cells {','.join(cells)}" if cells else ""
+        command += "".join(f" {shlex.quote(o)}" for o in overrides)
     log(f"reproduce {name} ({budget}): {len(experiment.cells)} cells x {n_seeds} seed(s) -> {out}")
     at_start = machine_description()
     started = time.perf_counter()
