@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from mjxmbrl.cli.reproduce import (
+    CellResult,
     PlannedRun,
     collect_results,
+    merge_earlier,
     order_runs,
     plan_runs,
     reference_rows,
@@ -394,6 +396,72 @@ def test_cells_selection_and_order_through_reproduce(tmp_path, two_cell_experime
     assert [c["cell"] for c in cells] == ["sac-toy_reach-small"]
     assert cells[0]["curves"] == {"0": {"env_steps": [300], "value": [5.0]}, "1": {"env_steps": [300], "value": [15.0]}}
     assert "sac-toy_reach:" not in (out / "results.md").read_text() and "--cells *-small" in (out / "results.md").read_text()
+
+
+def _finished_runs(experiment, out, value, seeds=None):
+    for run in plan_runs(experiment, experiment.budgets["smoke"], 2, out):
+        if seeds is None or (run.cell.id, run.seed) in seeds:
+            _write_run(run.run_dir, run.seed, [(300, value(run))])
+            save_config(run.cfg, run.run_dir / "config.yaml")
+            (run.run_dir / "summary.json").write_text(json.dumps({"finished": True}))
+
+
+def test_merge_takes_the_seeds_an_earlier_results_json_has_and_the_out_dir_lacks(tmp_path, two_cell_experiment):
+    earlier_out, out = tmp_path / "earlier", tmp_path / "out"
+    _finished_runs(two_cell_experiment, earlier_out, lambda r: 10.0 * r.seed + (5.0 if r.cell.setting else 0.0))
+    reproduce("two-cells", "smoke", out=earlier_out, log=lambda m: None, report_only=True)
+    earlier = tmp_path / "kept.json"
+    earlier.write_text((earlier_out / "results.json").read_text())
+    # a later machine: only seed 1 of the first cell, with another value; the earlier file's seed 1 must not win
+    _finished_runs(two_cell_experiment, out, lambda r: 99.0, seeds={("sac-toy_reach", 1)})
+    logs = []
+    reproduce("two-cells", "smoke", out=out, log=logs.append, merge=earlier)  # trains only what neither holds: nothing
+    assert sorted(l for l in logs if "not trained" in l) == [
+        f"sac-toy_reach seed 0: in {earlier}, not trained", f"sac-toy_reach-small seed 0: in {earlier}, not trained",
+        f"sac-toy_reach-small seed 1: in {earlier}, not trained",
+    ]
+    assert not (out / "runs" / "sac-toy_reach-s0").exists() and any("seed 1: finished run found" in l for l in logs), logs
+    data = json.loads((out / "results.json").read_text())
+    assert [(c["cell"], c["per_seed"]) for c in data["cells"]] == [
+        ("sac-toy_reach", {"0": 0.0, "1": 99.0}), ("sac-toy_reach-small", {"0": 5.0, "1": 15.0})
+    ]
+    assert data["cells"][1]["curves"]["1"] == {"env_steps": [300], "value": [15.0]} and data["cells"][0]["std"] is not None
+    assert data["merged_from"] == {"path": str(earlier), "seeds": {"sac-toy_reach": [0], "sac-toy_reach-small": [0, 1]}}
+    text = (out / "results.md").read_text()
+    assert f"from an earlier `{earlier}`: sac-toy_reach s0; sac-toy_reach-small s0, s1" in text
+    assert "not finished" not in text  # the missing runs are covered by the earlier file
+    reproduce("two-cells", "smoke", out=out, log=lambda m: None, report_only=True, merge=earlier)
+    assert json.loads((out / "results.json").read_text())["cells"] == data["cells"]  # the same report without training
+    assert (out / "results.png").stat().st_size > 1000
+    # without --merge the same folder reports one seed and lists the three missing runs
+    reproduce("two-cells", "smoke", out=out, log=lambda m: None, report_only=True)
+    assert json.loads((out / "results.json").read_text())["cells"][0]["per_seed"] == {"1": 99.0}
+    assert (out / "results.md").read_text().count("not finished when this report was written") == 3
+    # another experiment's file, or none: one error before anything is written
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"experiment": "dmc100k-sac", "budget": "smoke", "cells": []}))
+    for bad, message in ((other, "holds experiment 'dmc100k-sac' at budget 'smoke', not 'two-cells' at 'smoke'"),
+                         (tmp_path / "none.json", "no such file")):
+        with pytest.raises(ExperimentError, match=message):
+            reproduce("two-cells", "smoke", out=tmp_path / "fresh", log=lambda m: None, merge=bad)
+        assert not (tmp_path / "fresh").exists()
+
+
+def test_merge_earlier_keeps_each_metric_and_its_fallbacks():
+    cell = Cell("mpc-mpo", "walker_walk", "configs/debug.yaml", 1)
+    own = CellResult(cell, {1: 5.0}, {1: 300}, {1: ([300.0], [5.0])},
+                     others={"eval/policy_return": CellResult(cell, {1: 6.0}, {1: 300}, {1: ([300.0], [6.0])})})
+    entry = {"curves": {"0": {"env_steps": [100, 300], "value": [1.0, 2.0]}, "1": {"env_steps": [300], "value": [7.0]},
+                        "2": {"env_steps": [300], "value": [3.0]}},
+             "metrics": {"eval/policy_return": {"curves": {"0": {"env_steps": [300], "value": [4.0]}}, "fallback_seeds": []}}}
+    (r,), merged = merge_earlier([own], {cell.id: entry})
+    assert merged == {cell.id: [0, 2]}
+    assert r.per_seed == {0: 2.0, 1: 5.0, 2: 3.0} and r.final_env_steps == {0: 300, 1: 300, 2: 300}
+    policy = r.others["eval/policy_return"]
+    # seed 0 has its own policy curve; seed 2 has none in the earlier file: the first metric's, marked as a fallback
+    assert policy.per_seed == {0: 4.0, 1: 6.0, 2: 3.0} and policy.fallback_seeds == (2,)
+    # nothing to take: the same object back
+    assert merge_earlier([own], {}) == ([own], {})
 
 
 def _children(pid: int):

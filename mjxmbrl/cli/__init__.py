@@ -208,10 +208,11 @@ def _cmd_reproduce(args) -> int:
     command += " --vmap-seeds" if args.vmap_seeds else ""
     command += f" --cells {args.cells}" if args.cells else ""
     command += f" --order {args.order}" if args.order != "cell" else ""
+    command += f" --merge {args.merge}" if args.merge else ""
     command += "".join(f" {shlex.quote(o)}" for o in overrides)
     reproduce(
         args.name, args.budget, seeds, out, command=command, jobs=args.jobs, report_only=args.report_only,
-        vmap_seeds=args.vmap_seeds, cells=cells, order=args.order, overrides=overrides,
+        vmap_seeds=args.vmap_seeds, cells=cells, order=args.order, overrides=overrides, merge=args.merge,
     )
     print((out / RESULTS_MD).read_text())
     return 0
@@ -326,6 +327,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output directory (default runs/reproduce/NAME-BUDGET)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at a time, in worker processes (CPU only; default 1)")
     p.add_argument("--report-only", action="store_true", help="train nothing: write results.md/png from the runs already finished in --out")
+    p.add_argument(
+        "--merge", default=None, metavar="RESULTS_JSON",
+        help="an earlier results.json of this experiment and budget: its seeds whose runs are not in --out join the report",
+    )
     p.add_argument(
         "--vmap-seeds", action="store_true",
         help="train each cell's seeds together in one vmapped program (one run directory per cell, train.num_seeds=S)",

@@ -139,9 +139,14 @@ def group_runs(run_dirs: Sequence[str | Path]) -> List[Tuple[str, List[Path]]]:
     return out
 
 
-def _group_curves(run_dirs: Sequence[Path], metric: str) -> List[Tuple[List[float], List[float]]]:
-    """One (env_steps, values) per seed over the group's runs (a seed of each run counts once)."""
-    return [curve for run_dir in run_dirs for curve in seed_series(run_dir, metric).values()]
+def _group_curves(runs, metric: str) -> List[Tuple[List[float], List[float]]]:
+    """One (env_steps, values) per seed over the group's runs (a seed of each run counts once).
+
+    `runs`: run directories, or the curves themselves as {metric: [(env_steps, values), ...]}.
+    """
+    if isinstance(runs, dict):
+        return [(list(xs), list(ys)) for xs, ys in runs.get(metric, ())]
+    return [curve for run_dir in runs for curve in seed_series(Path(run_dir), metric).values()]
 
 
 def value_limits(curves: Sequence[Tuple[Sequence[float], Sequence[float]]], extra: Sequence[float] = (),
@@ -225,7 +230,7 @@ def plot_panels(
 ) -> Path:
     """One subplot per panel (e.g. a task), per labelled group of runs (e.g. a method) the mean over seeds with a band.
 
-    panels: [(panel title, [(label, run_dirs)])]. `reference_lines`, one list per
+    panels: [(panel title, [(label, run_dirs or {metric: [(env_steps, values)] per seed})])]. `reference_lines`, one list per
     panel, adds dashed horizontal lines [(label, value)] (e.g. the paper's numbers).
     `dotted_metrics` are drawn too, dotted in the colour of their group, for the
     groups whose runs log them (Byravan et al. 2022 Fig. 2: the actor solid, its
@@ -250,13 +255,13 @@ def plot_panels(
         for j, (ref_label, value) in enumerate(refs):
             ax.axhline(value, color=f"C{(len(labels) + j) % 10}", linestyle="--", linewidth=1.0, label=ref_label)
         drawn_curves = []
-        for label, dirs in groups:
-            curves = _group_curves([Path(d) for d in dirs], metric)
+        for label, runs in groups:
+            curves = _group_curves(runs, metric)
             if curves:
                 _draw_group(ax, curves, band, colors[label], label)
                 drawn_curves += curves
             for other in dotted_metrics:
-                other_curves = _group_curves([Path(d) for d in dirs], other)
+                other_curves = _group_curves(runs, other)
                 if other_curves:
                     _draw_group(ax, other_curves, band, colors[label], f"{label}: {other}", dotted=True)
                     drawn_curves += other_curves

@@ -467,6 +467,74 @@ def collect_results(
     return results
 
 
+def read_earlier_results(path: str | Path, experiment: Experiment, budget: Budget) -> Dict[str, Dict[str, Any]]:
+    """cell id -> that cell's entry in an earlier results.json of the same experiment and budget (`--merge`).
+
+    One ExperimentError when the file is missing, is not a reproduce results.json, or is another
+    experiment's or budget's.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExperimentError(f"--merge {path}: no such file") from None
+    except (OSError, ValueError) as err:
+        raise ExperimentError(f"--merge {path}: not a readable results.json ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise ExperimentError(f"--merge {path}: not a results.json written by mjxmbrl reproduce (no cells)")
+    if (data.get("experiment"), data.get("budget")) != (experiment.name, budget.name):
+        raise ExperimentError(
+            f"--merge {path} holds experiment '{data.get('experiment')}' at budget '{data.get('budget')}', "
+            f"not '{experiment.name}' at '{budget.name}'"
+        )
+    return {c["cell"]: c for c in data["cells"] if isinstance(c, dict) and isinstance(c.get("curves"), dict) and "cell" in c}
+
+
+def _curve(entry: Dict[str, Any]) -> tuple:
+    return [float(x) for x in entry["env_steps"]], [float(y) for y in entry["value"]]
+
+
+def _with_seeds(r: CellResult, added: Dict[int, tuple], fallback: Sequence[int] = ()) -> CellResult:
+    curves = dict(sorted({**r.curves, **added}.items()))
+    finals, steps = finals_of(curves)
+    return dataclasses.replace(r, per_seed=finals, final_env_steps=steps, curves=curves,
+                               fallback_seeds=tuple(sorted({*r.fallback_seeds, *fallback})))
+
+
+def covered_by(run: PlannedRun, earlier: Dict[str, Dict[str, Any]]) -> bool:
+    """Whether every seed of `run` has a curve in the earlier results.json's entry of its cell."""
+    have = {int(s) for s in earlier.get(run.cell.id, {}).get("curves", {})}
+    return set(range(run.seed, run.seed + run.num_seeds)) <= have
+
+
+def merge_earlier(
+    results: Sequence[CellResult], earlier: Dict[str, Dict[str, Any]]
+) -> tuple[List[CellResult], Dict[str, List[int]]]:
+    """Each cell's results plus the seeds an earlier results.json has and these runs do not (their curves, hence
+    their final values, for every metric; a seed of this out dir wins over the earlier file's). Returns the
+    results and {cell id: the seeds taken from the earlier file}.
+    """
+    merged_results, merged = [], {}
+    for r in results:
+        entry = earlier.get(r.cell.id, {})
+        seeds = sorted(int(s) for s in entry.get("curves", {}) if int(s) not in r.per_seed)
+        if not seeds:
+            merged_results.append(r)
+            continue
+        others = {}
+        for metric, o in r.others.items():
+            m = (entry.get("metrics") or {}).get(metric) or {}
+            own = {s: _curve(m["curves"][str(s)]) for s in seeds if str(s) in (m.get("curves") or {})}
+            # a seed the earlier file has no curve of this metric for reports the first metric's, as collect_results does
+            fallback = [s for s in seeds if s not in own or s in m.get("fallback_seeds", ())]
+            added = {**{s: _curve(entry["curves"][str(s)]) for s in seeds if s not in own}, **own}
+            others[metric] = _with_seeds(o, added, fallback)
+        r = _with_seeds(r, {s: _curve(entry["curves"][str(s)]) for s in seeds})
+        merged_results.append(dataclasses.replace(r, others=others))
+        merged[r.cell.id] = seeds
+    return merged_results, merged
+
+
 def _decimals(x: Optional[float]) -> int:
     """Decimals that show `x` to 3 significant digits below 1 (a coverage of 0.0741), else 1 (a return of 847.3)."""
     if x is None or not math.isfinite(x) or abs(x) >= 1.0 or x == 0.0:
@@ -565,7 +633,9 @@ def results_markdown(
     metric: Optional[str] = None,
     left_out: Sequence[str] = (),
     not_finished: Sequence[str] = (),
+    merged_from: Optional[tuple] = None,
 ) -> str:
+    """The report. `merged_from`: (path, {cell id: seeds}) of seeds taken from an earlier results.json (--merge)."""
     metric = experiment.metrics[0] if metric is None else metric
     others = [m for m in experiment.metrics if m != metric]
     sources = sorted({r.cell.published.source for r in results if r.cell.published is not None})
@@ -590,6 +660,9 @@ def results_markdown(
         lines.append(f"- left out (diverged): {item}")
     for item in not_finished:
         lines.append(f"- left out (not finished when this report was written): {item}")
+    if merged_from and merged_from[1]:
+        taken = "; ".join(f"{cell} {', '.join(f's{s}' for s in seeds)}" for cell, seeds in merged_from[1].items())
+        lines.append(f"- seeds whose runs are not in this output folder, from an earlier `{merged_from[0]}`: {taken}")
     lines += [
         "",
         f"Ours: the final `{metric}` of each seed ({final_value_meaning(metric)}), "
@@ -706,10 +779,12 @@ def write_results(
     diverged: Sequence[Path] = (),
     machine_at_start: Optional[str] = None,
     not_finished: Sequence[Path] = (),
+    earlier: Optional[tuple] = None,
 ) -> List[CellResult]:
     """Writes results.md, results.json and results.png into `out`; returns the per-cell results.
 
-    Runs in `diverged` are left out of the table and the curves (and listed).
+    Runs in `diverged` are left out of the table and the curves (and listed). `earlier`: (path, the
+    `read_earlier_results` of it): the seeds it has and these runs do not join the table, the json and the plot.
     """
     skip = {Path(d) for d in diverged} | {Path(d) for d in not_finished}
     by_cell: Dict[str, List[Path]] = {}
@@ -718,6 +793,11 @@ def write_results(
         if run.run_dir not in skip:
             by_cell[run.cell.id].append(run.run_dir)
     results = collect_results(experiment, by_cell)
+    merged: Dict[str, List[int]] = {}
+    if earlier is not None:
+        results, merged = merge_earlier(results, earlier[1])
+        run_of = {r.run_dir: r for r in planned}
+        not_finished = [d for d in not_finished if not (Path(d) in run_of and covered_by(run_of[Path(d)], earlier[1]))]
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     machine = machine_description()
     if machine_at_start is not None:
@@ -725,6 +805,7 @@ def write_results(
     text = results_markdown(
         experiment, budget, results, seeds=seeds, command=command, date=date, machine=machine, wall_s=wall_s,
         left_out=[str(d) for d in sorted(diverged)], not_finished=[str(d) for d in sorted(not_finished)],
+        merged_from=(str(earlier[0]), merged) if earlier is not None else None,
     )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / RESULTS_MD, text.encode())
@@ -733,11 +814,19 @@ def write_results(
         head["wall_s"] = round(wall_s, 1)
     if len(experiment.metrics) > 1:
         head["metrics"] = list(experiment.metrics)
+    if merged:
+        head["merged_from"] = {"path": str(earlier[0]), "seeds": merged}
     atomic_write(out / RESULTS_JSON, (json.dumps({**head, "cells": results_json(results)}, indent=2) + "\n").encode())
     panels, refs = [], []
+    # The plot draws the table's seeds (merged ones included); a further metric only where a run logs it.
+    drawn = {
+        r.cell.id: {experiment.metrics[0]: list(r.curves.values()),
+                    **{m: [c for s, c in o.curves.items() if s not in o.fallback_seeds] for m, o in r.others.items()}}
+        for r in results
+    }
     for task in experiment.tasks:
         cells = [c for c in experiment.cells if c.task == task]
-        groups = [(c.method + (f" ({c.setting})" if c.setting else ""), by_cell.get(c.id, [])) for c in cells]
+        groups = [(c.method + (f" ({c.setting})" if c.setting else ""), drawn.get(c.id, {})) for c in cells]
         panels.append((task, groups))
         published = {(c.published.source, c.published.mean) for c in cells if c.published is not None}
         refs.append([(f"paper: {source.split(',')[-1].strip()}", mean) for source, mean in sorted(published)])
@@ -761,6 +850,7 @@ def reproduce(
     cells: Optional[Sequence[str]] = None,
     order: str = "cell",
     overrides: Sequence[str] = (),
+    merge: Optional[str | Path] = None,
 ) -> Path:
     """Runs (or continues) every cell x seed of experiment `name` at `budget`; writes the results; returns the out dir.
 
@@ -769,8 +859,11 @@ def reproduce(
     `vmap_seeds`: each cell's seeds train together in one vmapped program (one run directory per cell).
     `cells`: glob patterns of the cell ids to run and report (all cells by default); `order`: see RUN_ORDERS.
     `overrides`: dotted config overrides for every run (after the budget's and the cell's; not the keys in RUN_KEYS).
+    `merge`: an earlier results.json of this experiment and budget whose seeds the out dir does not hold join the
+    report (run directories do not outlive a machine; results.json does).
     """
     experiment, b, n_seeds = check_request(name, budget, seeds, jobs, cells, order, overrides)
+    earlier = (merge, read_earlier_results(merge, experiment, b)) if merge is not None else None
     out = Path(out) if out is not None else default_out_dir(name, budget)
     planned = order_runs(plan_runs(experiment, b, n_seeds, out, vmap_seeds, overrides), order)
     for run in planned:
@@ -778,6 +871,7 @@ def reproduce(
     if command is None:
         command = f"mjxmbrl reproduce {name} --budget {budget} --seeds {n_seeds} --out {out}" + (" --vmap-seeds" if vmap_seeds else "")
         command += f" --cells {','.join(cells)}" if cells else ""
+        command += f" --merge {merge}" if merge is not None else ""
         command += "".join(f" {shlex.quote(o)}" for o in overrides)
     log(f"reproduce {name} ({budget}): {len(experiment.cells)} cells x {n_seeds} seed(s) -> {out}")
     at_start = machine_description()
@@ -785,16 +879,21 @@ def reproduce(
     if report_only:
         finished = [r for r in planned if run_status(r) == "finished"]
         not_finished = [r.run_dir for r in planned if r not in finished]
-        write_results(experiment, b, planned, out, seeds=n_seeds, command=command, not_finished=not_finished)
+        write_results(experiment, b, planned, out, seeds=n_seeds, command=command, not_finished=not_finished, earlier=earlier)
         log(f"written from {len(finished)} finished of {len(planned)} runs: {out / RESULTS_MD}, {out / RESULTS_PNG}")
         return out
-    records = execute(planned, log=log, jobs=jobs)
+    # Seeds the earlier results.json holds are done: not trained here unless <out> has them finished (then <out>'s count).
+    merged_runs = [r for r in planned if earlier is not None and run_status(r) != "finished" and covered_by(r, earlier[1])]
+    for r in merged_runs:
+        log(f"{r.cell.id} {r.label}: in {merge}, not trained")
+    records = execute([r for r in planned if r not in merged_runs], log=log, jobs=jobs)
     wall = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "runs.json", (json.dumps(records, indent=2) + "\n").encode())
     diverged = [Path(r["run_dir"]) for r in records if r["status"] == "diverged"]
     write_results(
-        experiment, b, planned, out, seeds=n_seeds, command=command, wall_s=wall, diverged=diverged, machine_at_start=at_start
+        experiment, b, planned, out, seeds=n_seeds, command=command, wall_s=wall, diverged=diverged, machine_at_start=at_start,
+        earlier=earlier, not_finished=[r.run_dir for r in merged_runs],
     )
     log(f"written: {out / RESULTS_MD}, {out / RESULTS_PNG} ({wall:.0f} s)")
     return out
