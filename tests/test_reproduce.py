@@ -440,8 +440,11 @@ def test_merge_takes_the_seeds_an_earlier_results_json_has_and_the_out_dir_lacks
     # another experiment's file, or none: one error before anything is written
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"experiment": "dmc100k-sac", "budget": "smoke", "cells": []}))
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**json.loads(earlier.read_text()), "cells": [{"cell": "sac-toy_reach", "curves": {"0": {"value": [1.0]}}}]}))
     for bad, message in ((other, "holds experiment 'dmc100k-sac' at budget 'smoke', not 'two-cells' at 'smoke'"),
-                         (tmp_path / "none.json", "no such file")):
+                         (tmp_path / "none.json", "no such file"),
+                         (broken, "cell 'sac-toy_reach', seed '0': not a curve")):
         with pytest.raises(ExperimentError, match=message):
             reproduce("two-cells", "smoke", out=tmp_path / "fresh", log=lambda m: None, merge=bad)
         assert not (tmp_path / "fresh").exists()

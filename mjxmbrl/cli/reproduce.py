@@ -487,7 +487,14 @@ def read_earlier_results(path: str | Path, experiment: Experiment, budget: Budge
             f"--merge {path} holds experiment '{data.get('experiment')}' at budget '{data.get('budget')}', "
             f"not '{experiment.name}' at '{budget.name}'"
         )
-    return {c["cell"]: c for c in data["cells"] if isinstance(c, dict) and isinstance(c.get("curves"), dict) and "cell" in c}
+    cells = {c["cell"]: c for c in data["cells"] if isinstance(c, dict) and isinstance(c.get("curves"), dict) and "cell" in c}
+    for cell_id, entry in cells.items():
+        for curves in [entry["curves"]] + [m.get("curves") or {} for m in (entry.get("metrics") or {}).values()]:
+            for seed, curve in curves.items():
+                if not (str(seed).isdigit() and isinstance(curve, dict) and isinstance(curve.get("env_steps"), list)
+                        and isinstance(curve.get("value"), list) and len(curve["env_steps"]) == len(curve["value"]) > 0):
+                    raise ExperimentError(f"--merge {path}: cell '{cell_id}', seed '{seed}': not a curve (env_steps and value lists)")
+    return cells
 
 
 def _curve(entry: Dict[str, Any]) -> tuple:
@@ -859,8 +866,8 @@ def reproduce(
     `vmap_seeds`: each cell's seeds train together in one vmapped program (one run directory per cell).
     `cells`: glob patterns of the cell ids to run and report (all cells by default); `order`: see RUN_ORDERS.
     `overrides`: dotted config overrides for every run (after the budget's and the cell's; not the keys in RUN_KEYS).
-    `merge`: an earlier results.json of this experiment and budget whose seeds the out dir does not hold join the
-    report (run directories do not outlive a machine; results.json does).
+    `merge`: an earlier results.json of this experiment and budget: the seeds it holds are not trained again (unless
+    finished in the out dir, which then wins) and join the report (run directories do not outlive a machine).
     """
     experiment, b, n_seeds = check_request(name, budget, seeds, jobs, cells, order, overrides)
     earlier = (merge, read_earlier_results(merge, experiment, b)) if merge is not None else None
