@@ -665,8 +665,10 @@ def results_markdown(
         lines.append(f"- wall time of this invocation: {wall_s:.0f} s")
     for item in left_out:
         lines.append(f"- left out (diverged): {item}")
-    for item in not_finished:
-        lines.append(f"- left out (not finished when this report was written): {item}")
+    if not_finished:  # one line: a partial report of a large experiment would otherwise list every run
+        folders = ", ".join(sorted({str(Path(d).parent) for d in not_finished}))
+        lines.append(f"- left out (not finished when this report was written), {len(not_finished)} run(s) in {folders}: "
+                     + ", ".join(Path(d).name for d in not_finished))
     if merged_from and merged_from[1]:
         taken = "; ".join(f"{cell} {', '.join(f's{s}' for s in seeds)}" for cell, seeds in merged_from[1].items())
         lines.append(f"- seeds whose runs are not in this output folder, from an earlier `{merged_from[0]}`: {taken}")
