@@ -49,21 +49,16 @@ def test_metrics_match_the_recording(tmp_path, name):
         golden = [g for g in golden if g["env_steps"] <= cfg.train.warmup_env_steps]
         cfg = load_config(ROOT / config, overrides + [f"train.total_env_steps={golden[-1]['env_steps']}"])
     rows = read_metrics(train(cfg) / "metrics.jsonl")
-    assert [r["env_steps"] for r in rows] == [g["env_steps"] for g in golden]
-    compared = 0
+    assert golden and [r["env_steps"] for r in rows] == [g["env_steps"] for g in golden]  # the warm-up rows at least
     for row, gold in zip(rows, golden):
         keys = sorted(k for k in gold if not IGNORED.match(k))
         assert set(keys) <= set(row), (gold["env_steps"], sorted(set(keys) - set(row)))
         if SAME_CPU:
             assert {k: row[k] for k in keys} == {k: gold[k] for k in keys}, gold["env_steps"]
-        elif gold["env_steps"] <= cfg.train.warmup_env_steps:
+        else:
             # A warm-up row's env numbers come from random actions alone; its learner/model keys (the first
             # update, at the end of the warm-up) are learning and may round differently on this CPU.
             env_keys = [k for k in keys if not k.startswith(("learner/", "model/"))]
             # float32 physics summed over the warm-up episodes: on an AMD EPYC the return differed from the
             # recording by 1.9e-5 relative (114.0885 vs 114.0863, 2026-12-06); another env or key stream moves it by far more
             assert {k: row[k] for k in env_keys} == pytest.approx({k: gold[k] for k in env_keys}, rel=1e-4, abs=1e-6)
-        else:
-            continue
-        compared += 1
-    assert compared > 0  # the warm-up rows at least
