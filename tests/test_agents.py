@@ -278,12 +278,17 @@ MPC = [
 ]
 
 
+@pytest.fixture(scope="module")
+def mpc_run(tmp_path_factory):
+    """One oracle-MPC training run of the MPC config, shared: building it is most of a test's time."""
+    return train(load_config(None, QUIET + MPC + [f"log.runs_dir={tmp_path_factory.mktemp('mpc')}", "log.run_name=train"]))
+
+
 @pytest.mark.slow
-def test_mpc_agent_is_evaluated_in_training_and_matches_mjxmbrl_plan(tmp_path):
+def test_mpc_agent_is_evaluated_in_training_and_matches_mjxmbrl_plan(tmp_path, mpc_run):
     from mjxmbrl.cli.plan import run_plan
 
-    cfg = load_config(None, QUIET + MPC + [f"log.runs_dir={tmp_path}", "log.run_name=train"])
-    run = train(cfg)
+    run = mpc_run
     row = read_metrics(run / "metrics.jsonl")[-1]
     assert "eval/return" in row and "eval/policy_return" not in row
     assert row["planner/return_max"] > 0
@@ -293,14 +298,14 @@ def test_mpc_agent_is_evaluated_in_training_and_matches_mjxmbrl_plan(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_with_planner_overrides_acts_like_a_run_trained_with_that_planner(tmp_path):
+def test_eval_with_planner_overrides_acts_like_a_run_trained_with_that_planner(tmp_path, mpc_run):
     """`mjxmbrl eval RUN planner.K=V`: the checkpoint acts with the other planner (an oracle MPC run has nothing
     learned, so it must equal a run trained with that planner), in its own file, and only planner.* may change."""
     from mjxmbrl.cli.evaluate import evaluate_run
     from mjxmbrl.run.loop import RunError
 
     other = ["planner.num_samples=4", "planner.temperature=1.0"]
-    run = train(load_config(None, QUIET + MPC + [f"log.runs_dir={tmp_path}", "log.run_name=a"]))
+    run = mpc_run
     reference = train(load_config(None, QUIET + MPC + other + [f"log.runs_dir={tmp_path}", "log.run_name=b"]))
     own = evaluate_run(run, episodes=2)
     swapped = evaluate_run(run, episodes=2, overrides=other)
